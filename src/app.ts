@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import {
+  jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { Config } from './config.js';
+import type { Sql } from './db/client.js';
+import { registerErrorHandling } from './errors.js';
+import { registerJsonBody } from './json-body.js';
+import { checkpointRoutes } from './routes/checkpoints.js';
+import { docsRoutes } from './routes/docs.js';
+import { healthRoutes } from './routes/health.js';
+import { purgeRoutes } from './routes/purge.js';
+import { workflowRoutes } from './routes/workflows.js';
+import { SERVICE_VERSION } from './version.js';
+
+export interface AppDeps {
+  sql: Sql;
+  /** The schema version this build migrates to; readiness requires the database to have it. */
+  schemaVersion: number;
+  /** A pino logger (the server's), or true/false for fastify's own. */
+  logger?: FastifyBaseLogger | boolean;
+}
+
+/** Runtime state shared by routes: readiness turns false first when the process drains. */
+export interface Lifecycle {
+  draining: boolean;
+  startedAt: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sql: Sql;
+    config: Config;
+    lifecycle: Lifecycle;
+    schemaVersion: number;
+  }
+}
+
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: typeof deps.logger === 'object' ? deps.logger : undefined,
+    logger: typeof deps.logger === 'object' ? undefined : (deps.logger ?? false),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // An incoming x-request-id is kept when it looks like an id; otherwise one is made.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.decorate('sql', deps.sql);
+  app.decorate('config', config);
+  app.decorate('lifecycle', { draining: false, startedAt: Date.now() } satisfies Lifecycle);
+  app.decorate('schemaVersion', deps.schemaVersion);
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  registerJsonBody(app);
+  registerErrorHandling(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Workflow state service',
+        description:
+          'Saves, loads, lists, checkpoints, restores and purges the execution state of LLM workflows, ' +
+          'in PostgreSQL. Writes take If-Match / If-None-Match for optimistic concurrency; errors are ' +
+          'application/problem+json (RFC 9457).',
+        version: SERVICE_VERSION,
+      },
+      tags: [
+        { name: 'workflows', description: 'Workflow states and their steps' },
+        { name: 'checkpoints', description: 'Snapshots of a state, and restoring from them' },
+        { name: 'maintenance', description: 'Purging old states' },
+        { name: 'health', description: 'Probes for Kubernetes' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  await app.register(healthRoutes);
+  await app.register(docsRoutes);
+  await app.register(workflowRoutes, { prefix: '/v1' });
+  await app.register(checkpointRoutes, { prefix: '/v1' });
+  await app.register(purgeRoutes, { prefix: '/v1' });
+  return app;
+}

@@ -1,0 +1,34 @@
+import postgres from 'postgres';
+
+export type Sql = postgres.Sql;
+export type TxSql = postgres.TransactionSql;
+
+export interface PoolOptions {
+  max: number;
+  /** Seconds to wait for a connection before the request fails with 503. */
+  connectTimeout?: number;
+  /** Application name shown in pg_stat_activity. */
+  applicationName?: string;
+}
+
+/** One pool per process; every session runs in UTC so timestamps never depend on the server's zone. */
+export function createSql(url: string, opts: PoolOptions): Sql {
+  return postgres(url, {
+    max: opts.max,
+    connect_timeout: opts.connectTimeout ?? 10,
+    idle_timeout: 60,
+    max_lifetime: 60 * 30,
+    prepare: true,
+    onnotice: () => {},
+    types: {
+      // Timestamps stay strings both ways: a JS Date would drop the microseconds PostgreSQL keeps.
+      timestamptz: {
+        to: 1184,
+        from: [1082, 1114, 1184],
+        serialize: (x: unknown) => (x instanceof Date ? x.toISOString() : String(x)),
+        parse: (x: string) => x,
+      },
+    },
+    connection: { application_name: opts.applicationName ?? 'workflow-state-service', TimeZone: 'UTC' },
+  });
+}

@@ -1,0 +1,130 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** A failure with a stable code and HTTP status, rendered as application/problem+json. */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly title: string,
+    detail: string,
+    readonly errors?: FieldError[],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+  }
+}
+
+export const badRequest = (detail: string, errors?: FieldError[]) =>
+  new HttpProblem(400, 'validation-failed', 'Bad Request', detail, errors);
+export const notFound = (detail: string) => new HttpProblem(404, 'not-found', 'Not Found', detail);
+export const conflict = (detail: string) => new HttpProblem(409, 'conflict', 'Conflict', detail);
+export const preconditionFailed = (detail: string) =>
+  new HttpProblem(412, 'precondition-failed', 'Precondition Failed', detail);
+export const unprocessable = (detail: string, errors?: FieldError[]) =>
+  new HttpProblem(422, 'unprocessable', 'Unprocessable Content', detail, errors);
+export const unavailable = (detail: string) =>
+  new HttpProblem(503, 'unavailable', 'Service Unavailable', detail, undefined, { 'retry-after': '1' });
+
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
+]);
+const BAD_INPUT_STATES = new Set([
+  '22P05', // untranslatable character (\u0000 in jsonb)
+  '22021', // character not in repertoire (NUL in text)
+  '22P02', // invalid text representation
+  '22007', '22008', // datetime format / overflow
+  '22003', // numeric value out of range
+  '22001', // string too long
+  '23514', // check violation
+]);
+
+/** Maps a driver error to a domain error by SQLSTATE or connection code, never by message text. */
+export function fromDatabaseError(err: unknown): HttpProblem | undefined {
+  if (err instanceof HttpProblem) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  if (CONNECTION_ERRORS.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' ||
+      code === '57P03' || code === '53300') {
+    return unavailable('The database is unavailable; retry shortly.');
+  }
+  if (code === '23505') return conflict('A resource with this identifier already exists.');
+  if (BAD_INPUT_STATES.has(code)) return badRequest('The database refused a value in the request.');
+  return undefined;
+}
+
+function problemType(code: string): string {
+  return `urn:workflow-state:problem:${code}`;
+}
+
+function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {
+  const body: Record<string, unknown> = {
+    type: problemType(p.code),
+    title: p.title,
+    status: p.status,
+    detail: p.message,
+    instance: req.id,
+  };
+  if (p.errors) body.errors = p.errors;
+  return reply.code(p.status).headers(p.headers).type('application/problem+json').send(body);
+}
+
+/** Dotted paths of the fields a validation issue is about; an unknown-keys issue names each key. */
+function issuePaths(location: string, instancePath: string, keyword: string, params: unknown): string[] {
+  const base = [location, ...instancePath.split('/').filter(Boolean)];
+  const keys = (params as { keys?: unknown } | undefined)?.keys;
+  if (keyword === 'unrecognized_keys' && Array.isArray(keys) && keys.length) {
+    return keys.map((k) => [...base, String(k)].join('.'));
+  }
+  return [base.join('.')];
+}
+
+/** Turns fastify's own errors (body parsing, limits, schema validation) into problems. */
+function fromFastifyError(err: FastifyError): HttpProblem | undefined {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const location = err.validationContext === 'querystring' ? 'query' : (err.validationContext ?? 'body');
+    const errors: FieldError[] = [];
+    for (const v of err.validation) {
+      const message = v.keyword === 'unrecognized_keys' ? 'unknown field' : (v.message ?? 'invalid');
+      for (const path of issuePaths(location, v.instancePath, v.keyword ?? '', v.params)) errors.push({ path, message });
+    }
+    const names = [...new Set(errors.map((e) => e.path))].join(', ');
+    return badRequest(`Invalid ${location}: ${names}`, errors);
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HttpProblem(413, 'payload-too-large', 'Content Too Large', err.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new HttpProblem(415, 'unsupported-media-type', 'Unsupported Media Type',
+        'Send the request body as application/json.');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return badRequest('The request body is empty; send a JSON document.', [{ path: 'body', message: 'required' }]);
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return badRequest(err.message);
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return new HttpProblem(err.statusCode, 'client-error', 'Bad Request', err.message);
+  }
+  return undefined;
+}
+
+export function registerErrorHandling(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const problem = err instanceof HttpProblem ? err : (fromFastifyError(err) ?? fromDatabaseError(err));
+    if (problem) {
+      if (problem.status >= 500) req.log.error({ err }, 'request failed');
+      return sendProblem(req, reply, problem);
+    }
+    req.log.error({ err }, 'unhandled error');
+    return sendProblem(req, reply, new HttpProblem(500, 'internal', 'Internal Server Error',
+      'The server failed to handle the request; the request id names it in the logs.'));
+  });
+  app.setNotFoundHandler((req, reply) =>
+    sendProblem(req, reply, notFound(`No route for ${req.method} ${req.url.split('?')[0]}.`)));
+}

@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
+import { findUnstorable } from '../json-body.js';
+import * as checkpoints from '../repositories/checkpoints.js';
+import { saveWorkflowState } from '../repositories/workflows.js';
+import { IdParams, IfMatchHeaders, problemResponses } from '../schemas/common.js';
+import {
+  Checkpoint, CheckpointInput, CheckpointPage, CheckpointParams, Deleted, ListCheckpointsQuery, PruneCheckpointsQuery,
+  RestoreInput, RestorePreview,
+} from '../schemas/checkpoints.js';
+import { WorkflowState, WorkflowStateInput } from '../schemas/workflows.js';
+import { decodeCursor, encodeCursor, pageBody, sendJsonText, writeCondition } from './http.js';
+
+const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+/** A checkpoint's snapshot read as a WorkflowState, or a 422 naming what is wrong with it. */
+function snapshotAsState(snapshot: unknown) {
+  const parsed = WorkflowStateInput.safeParse(snapshot);
+  if (!parsed.success) {
+    const errors: FieldError[] = parsed.error.issues.flatMap((i) => {
+      const base = ['snapshot', ...i.path.map(String)];
+      return i.code === 'unrecognized_keys'
+        ? i.keys.map((k) => ({ path: [...base, k].join('.'), message: 'unknown field' }))
+        : [{ path: base.join('.'), message: i.message }];
+    });
+    throw unprocessable('The checkpoint\'s snapshot is not a workflow state.', errors);
+  }
+  return parsed.data;
+}
+
+export async function checkpointRoutes(fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const sql = app.sql;
+  const retention = app.config.CHECKPOINT_RETENTION;
+
+  app.post('/workflows/:id/checkpoints', {
+    schema: {
+      operationId: 'createCheckpoint',
+      tags: ['checkpoints'],
+      summary: 'Checkpoint a workflow state',
+      description:
+        `Without snapshot the stored state is snapshotted in the same transaction. Only the newest ` +
+        `CHECKPOINT_RETENTION (now ${retention}; 0 = all) are kept.`,
+      params: IdParams,
+      body: CheckpointInput,
+      response: { 200: Checkpoint, 201: Checkpoint, ...problemResponses(400, 404, 409, 413, 415, 503) },
+    },
+  }, async (req, reply) => {
+    const { id } = req.params;
+    const cid = req.body.id ?? randomUUID();
+    const snapshot = req.body.snapshot === undefined ? undefined : JSON.stringify(req.body.snapshot);
+    const out = await sql.begin((tx) =>
+      checkpoints.createCheckpoint(tx, id, { id: cid, stepId: req.body.step_id, snapshot }, retention));
+    switch (out.kind) {
+      case 'state-not-found':
+        throw notFound(`Workflow state ${id} does not exist.`);
+      case 'conflict':
+        throw conflict(`Checkpoint ${cid} already exists with other content.`);
+      case 'created':
+        reply.header('location', `/v1/checkpoints/${out.id.toLowerCase()}`);
+        return sendJsonText(reply, 201, out.body);
+      case 'replayed':
+        reply.header('location', `/v1/checkpoints/${out.id.toLowerCase()}`);
+        return sendJsonText(reply, 200, out.body);
+    }
+  });
+
+  app.get('/workflows/:id/checkpoints', {
+    schema: {
+      operationId: 'listCheckpoints',
+      tags: ['checkpoints'],
+      summary: 'A workflow\'s checkpoints, newest first',
+      params: IdParams,
+      querystring: ListCheckpointsQuery,
+      response: { 200: CheckpointPage, ...problemResponses(400, 404, 503) },
+    },
+  }, async (req, reply) => {
+    const q = req.query;
+    const after = q.cursor === undefined ? undefined
+      : decodeCursor(q.cursor, 2, ([t, s]) => TS_RE.test(t!) && /^\d{1,19}$/.test(s!));
+    const page = await checkpoints.listCheckpoints(sql, req.params.id, {
+      limit: q.limit,
+      withSnapshot: q.include_snapshot === 'true',
+      after: after && { timestamp: after[0]!, seq: after[1]! },
+    });
+    if (!page.stateExists) throw notFound(`Workflow state ${req.params.id} does not exist.`);
+    const next = page.more && page.last ? encodeCursor([page.last.timestamp, page.last.seq]) : null;
+    return sendJsonText(reply, 200, pageBody(page.items, next));
+  });
+
+  app.get('/workflows/:id/checkpoints/latest', {
+    schema: {
+      operationId: 'latestCheckpoint',
+      tags: ['checkpoints'],
+      summary: 'The newest checkpoint of a workflow, with its snapshot',
+      params: IdParams,
+      response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
+    },
+  }, async (req, reply) => {
+    const body = await checkpoints.latestCheckpoint(sql, req.params.id);
+    if (!body) throw notFound(`Workflow state ${req.params.id} has no checkpoint.`);
+    return sendJsonText(reply, 200, body);
+  });
+
+  app.delete('/workflows/:id/checkpoints', {
+    schema: {
+      operationId: 'pruneCheckpoints',
+      tags: ['checkpoints'],
+      summary: 'Delete all but the newest `keep` checkpoints',
+      params: IdParams,
+      querystring: PruneCheckpointsQuery,
+      response: { 200: Deleted, ...problemResponses(400, 404, 503) },
+    },
+  }, async (req) => {
+    const deleted = await checkpoints.pruneCheckpoints(sql, req.params.id, req.query.keep);
+    if (deleted === undefined) throw notFound(`Workflow state ${req.params.id} does not exist.`);
+    return { deleted };
+  });
+
+  app.get('/checkpoints/:cid', {
+    schema: {
+      operationId: 'getCheckpoint',
+      tags: ['checkpoints'],
+      summary: 'One checkpoint, with its snapshot',
+      params: CheckpointParams,
+      response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
+    },
+  }, async (req, reply) => {
+    const body = await checkpoints.getCheckpoint(sql, req.params.cid);
+    if (!body) throw notFound(`Checkpoint ${req.params.cid} does not exist.`);
+    return sendJsonText(reply, 200, body);
+  });
+
+  app.post('/checkpoints/:cid/restore', {
+    schema: {
+      operationId: 'restoreCheckpoint',
+      tags: ['checkpoints'],
+      summary: 'Restore a workflow from a checkpoint',
+      description:
+        'apply: the snapshot becomes the workflow\'s current state (steps replaced, version bumped; If-Match ' +
+        'applies). fork: a new state built from the snapshot (201). preview: the parsed state, nothing written.',
+      params: CheckpointParams,
+      headers: IfMatchHeaders,
+      body: RestoreInput,
+      response: {
+        200: WorkflowState.or(RestorePreview),
+        201: WorkflowState,
+        ...problemResponses(400, 404, 409, 412, 415, 422, 503),
+      },
+    },
+  }, async (req, reply) => {
+    const { cid } = req.params;
+    const { mode, new_id: newId, workflow_id: workflowId } = req.body;
+    if (mode !== 'fork') {
+      const stray = [newId !== undefined && 'new_id', workflowId !== undefined && 'workflow_id'].filter(Boolean);
+      if (stray.length) {
+        throw badRequest(`Invalid body: ${stray.map((s) => `body.${s}`).join(', ')}`,
+          stray.map((s) => ({ path: `body.${s}`, message: 'only with mode fork' })));
+      }
+    }
+    const cond = mode === 'apply' ? writeCondition(req) : undefined;
+    if (mode !== 'apply' && req.headers['if-match'] !== undefined) {
+      throw badRequest('If-Match applies to mode apply only.', [{ path: 'headers.if-match', message: 'only with mode apply' }]);
+    }
+
+    const result = await sql.begin(async (tx) => {
+      const cp = await checkpoints.checkpointSnapshot(tx, cid);
+      if (!cp) throw notFound(`Checkpoint ${cid} does not exist.`);
+      const unstorable = findUnstorable(cp.snapshot, 'snapshot');
+      if (unstorable) throw unprocessable('The checkpoint\'s snapshot cannot be stored as a state.', [unstorable]);
+      const state = snapshotAsState(cp.snapshot);
+      if (mode === 'preview') return { mode, state, workflowStateId: cp.workflowStateId } as const;
+      // A restored state is a new write: updated_at is now, the snapshot's version is history.
+      const input = { ...state, updated_at: undefined, version: undefined };
+      if (mode === 'apply') {
+        const current = await checkpoints.lockStateVersion(tx, cp.workflowStateId);
+        if (current === undefined) throw notFound(`Workflow state ${cp.workflowStateId} does not exist.`);
+        if (cond?.kind === 'version' && !cond.versions.includes(current)) {
+          throw preconditionFailed(`Workflow state ${cp.workflowStateId} is at version ${current}.`);
+        }
+        const out = await saveWorkflowState(tx, cp.workflowStateId, input, { kind: 'version', versions: [current] });
+        return { mode, out, id: cp.workflowStateId } as const;
+      }
+      const forkId = newId ?? randomUUID();
+      const out = await saveWorkflowState(tx, forkId, { ...input, workflow_id: workflowId ?? state.workflow_id },
+        { kind: 'absent' });
+      if (!out.ok) throw conflict(`Workflow state ${forkId} already exists.`);
+      return { mode, out, id: forkId } as const;
+    });
+
+    if (result.mode === 'preview') {
+      const s = result.state;
+      return reply.code(200).send({
+        id: s.id ?? result.workflowStateId,
+        workflow_id: s.workflow_id,
+        workflow_name: s.workflow_name,
+        status: s.status ?? 'pending',
+        user_id: s.user_id ?? null,
+        started_at: s.started_at ?? null,
+        updated_at: s.updated_at ?? null,
+        completed_at: s.completed_at ?? null,
+        context: s.context === undefined ? {} : s.context,
+        error: s.error ?? null,
+        steps: Object.fromEntries(Object.entries(s.steps ?? {}).map(([k, st]) => [k, {
+          step_id: k,
+          status: st.status,
+          started_at: st.started_at ?? null,
+          completed_at: st.completed_at ?? null,
+          outputs: st.outputs ?? null,
+          error: st.error ?? null,
+          retry_count: st.retry_count ?? 0,
+        }])),
+        version: s.version ?? null,
+      });
+    }
+    const { out, id } = result;
+    if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`);
+    if (result.mode === 'fork') {
+      reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
+      return sendJsonText(reply, 201, out.body, out.version);
+    }
+    return sendJsonText(reply, 200, out.body, out.version);
+  });
+}

@@ -1,0 +1,101 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { appliedSchemaVersion } from '../db/migrate.js';
+import { SERVICE_VERSION } from '../version.js';
+
+const CHECK_TIMEOUT_MS = 2000;
+
+const Check = z.object({ status: z.enum(['ok', 'failing']), detail: z.string().optional() });
+const Readiness = z
+  .object({
+    status: z.enum(['ok', 'unavailable']),
+    checks: z.object({ accepting_requests: Check, database: Check, migrations: Check }),
+  })
+  .meta({ id: 'Readiness' });
+const HealthDetails = Readiness.extend({
+  database: z.object({ latency_ms: z.number().nullable(), pool_max: z.int() }),
+  schema: z.object({ expected_version: z.int(), applied_version: z.int().nullable() }),
+  service: z.object({ version: z.string(), uptime_s: z.number() }),
+}).meta({ id: 'HealthDetails' });
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
+  ]);
+}
+
+export async function healthRoutes(fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  async function probe() {
+    const started = performance.now();
+    let applied: number | null = null;
+    let dbError: string | undefined;
+    try {
+      applied = await withTimeout(appliedSchemaVersion(app.sql), CHECK_TIMEOUT_MS);
+    } catch (err) {
+      dbError = (err as Error).message || 'unreachable';
+    }
+    const latency = dbError ? null : Math.round((performance.now() - started) * 100) / 100;
+    const migrated = applied !== null && applied >= app.schemaVersion;
+    const checks = {
+      accepting_requests: app.lifecycle.draining
+        ? { status: 'failing' as const, detail: 'shutting down' }
+        : { status: 'ok' as const },
+      database: dbError ? { status: 'failing' as const, detail: 'database unreachable' } : { status: 'ok' as const },
+      migrations: migrated
+        ? { status: 'ok' as const }
+        : { status: 'failing' as const, detail: `schema version ${applied ?? 'unknown'}, need ${app.schemaVersion}` },
+    };
+    const ok = Object.values(checks).every((c) => c.status === 'ok');
+    if (dbError) app.log.warn({ err: dbError }, 'health check: database failing');
+    return { ok, checks, latency, applied };
+  }
+
+  app.get('/health/live', {
+    schema: {
+      operationId: 'liveness',
+      tags: ['health'],
+      summary: 'The process is up (no database call)',
+      response: { 200: z.object({ status: z.literal('ok') }) },
+    },
+    logLevel: 'warn',
+  }, async () => ({ status: 'ok' as const }));
+
+  app.get('/health/ready', {
+    schema: {
+      operationId: 'readiness',
+      tags: ['health'],
+      summary: 'Ready to serve: not draining, database reachable, migrations applied',
+      response: { 200: Readiness, 503: Readiness },
+    },
+    logLevel: 'warn',
+  }, async (_req, reply) => {
+    const r = await probe();
+    if (!r.ok) reply.code(503).header('retry-after', '5');
+    return { status: r.ok ? ('ok' as const) : ('unavailable' as const), checks: r.checks };
+  });
+
+  app.get('/health', {
+    schema: {
+      operationId: 'health',
+      tags: ['health'],
+      summary: 'Details: database latency, pool, schema version, service version, uptime',
+      response: { 200: HealthDetails, 503: HealthDetails },
+    },
+    logLevel: 'warn',
+  }, async (_req, reply) => {
+    const r = await probe();
+    if (!r.ok) reply.code(503).header('retry-after', '5');
+    return {
+      status: r.ok ? ('ok' as const) : ('unavailable' as const),
+      checks: r.checks,
+      database: { latency_ms: r.latency, pool_max: app.config.DATABASE_POOL_MAX },
+      schema: { expected_version: app.schemaVersion, applied_version: r.applied },
+      service: { version: SERVICE_VERSION, uptime_s: Math.round((Date.now() - app.lifecycle.startedAt) / 1000) },
+    };
+  });
+}

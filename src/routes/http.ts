@@ -1,0 +1,82 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { badRequest, preconditionFailed } from '../errors.js';
+import type { WriteCondition } from '../repositories/conditions.js';
+
+export const etag = (version: number) => `"${version}"`;
+
+/** Sends JSON that PostgreSQL already rendered: no parse, no stringify. */
+export function sendJsonText(reply: FastifyReply, status: number, body: string, version?: number) {
+  if (version !== undefined) reply.header('etag', etag(version));
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+function entityTags(header: string): string[] {
+  return header.split(',').map((t) => t.trim()).filter(Boolean);
+}
+
+/**
+ * The write precondition from If-Match, If-None-Match: * and a `version` in the body.
+ * A tag that can never match a version (not a quoted integer) fails the write with 412.
+ */
+export function writeCondition(req: FastifyRequest, bodyVersion?: number, allowCreateOnly = false): WriteCondition {
+  const ifMatch = req.headers['if-match'];
+  const ifNoneMatch = req.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (!allowCreateOnly || ifNoneMatch.trim() !== '*') {
+      throw badRequest('If-None-Match is supported on writes only as "*" on PUT /v1/workflows/{id}.',
+        [{ path: 'headers.if-none-match', message: 'only * is supported here' }]);
+    }
+    if (ifMatch !== undefined || bodyVersion !== undefined) {
+      throw badRequest('If-None-Match: * cannot be combined with If-Match or a body version.',
+        [{ path: 'headers.if-none-match', message: 'conflicts with If-Match / version' }]);
+    }
+    return { kind: 'absent' };
+  }
+  let versions: number[] | undefined;
+  if (ifMatch !== undefined) {
+    const tags = entityTags(ifMatch);
+    if (tags.includes('*')) {
+      if (bodyVersion === undefined) return { kind: 'exists' };
+    } else {
+      versions = tags.flatMap((t) => {
+        const m = /^"(\d{1,10})"$/.exec(t);
+        return m ? [Number(m[1])] : [];
+      });
+      if (versions.length === 0) throw preconditionFailed(`If-Match ${ifMatch} matches no version.`);
+    }
+  }
+  if (bodyVersion !== undefined) {
+    if (versions && !versions.includes(bodyVersion)) {
+      throw preconditionFailed(`The body version ${bodyVersion} is not among If-Match ${ifMatch}.`);
+    }
+    versions = [bodyVersion];
+  }
+  return versions ? { kind: 'version', versions } : { kind: 'any' };
+}
+
+/** True when If-None-Match names the current version (or is *): the client's copy is fresh. */
+export function notModified(req: FastifyRequest, version: number): boolean {
+  const header = req.headers['if-none-match'];
+  if (!header) return false;
+  return entityTags(header).some((t) => t === '*' || t === etag(version) || t === `W/${etag(version)}`);
+}
+
+/** Opaque keyset cursors: base64url of a JSON array of the last row's sort keys. */
+export function encodeCursor(keys: string[]): string {
+  return Buffer.from(JSON.stringify(keys)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, arity: number, check: (keys: string[]) => boolean): string[] {
+  try {
+    const keys: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(keys) && keys.length === arity && keys.every((k) => typeof k === 'string') && check(keys)) {
+      return keys;
+    }
+  } catch {
+    // fall through to the 400 below
+  }
+  throw badRequest('The cursor is not one this service issued.', [{ path: 'query.cursor', message: 'invalid cursor' }]);
+}
+
+export const pageBody = (items: string[], nextCursor: string | null) =>
+  `{"items":[${items.join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`;

@@ -1,0 +1,49 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { badRequest } from '../errors.js';
+import { countPurgeable, purgeWorkflowStates } from '../repositories/workflows.js';
+import { problemResponses, Timestamp, WorkflowStatusInput } from '../schemas/common.js';
+
+const PurgeInput = z
+  .strictObject({
+    older_than: Timestamp.meta({ description: 'States whose updated_at is before this are purged.' }),
+    statuses: z.array(WorkflowStatusInput).min(1).optional()
+      .meta({ description: 'A subset of completed, failed (default both); active statuses are refused.' }),
+    dry_run: z.boolean().default(false),
+  })
+  .meta({ id: 'PurgeInput' });
+
+const PurgeResult = z
+  .object({ deleted: z.int() })
+  .or(z.object({ matched: z.int(), dry_run: z.literal(true) }))
+  .meta({ id: 'PurgeResult' });
+
+export async function purgeRoutes(fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  app.post('/purge', {
+    schema: {
+      operationId: 'purgeWorkflowStates',
+      tags: ['maintenance'],
+      summary: 'Delete finished states last updated before a time (the seed\'s delete_old_states)',
+      description: 'Deletes in batches, so no long lock is held; steps and checkpoints go with their states.',
+      body: PurgeInput,
+      response: { 200: PurgeResult, ...problemResponses(400, 415, 503) },
+    },
+  }, async (req) => {
+    const statuses = [...new Set(req.body.statuses ?? ['completed', 'failed'])];
+    const active = statuses.filter((s) => s !== 'completed' && s !== 'failed');
+    if (active.length) {
+      throw badRequest('Invalid body: body.statuses', [{
+        path: 'body.statuses',
+        message: `only completed and failed states can be purged, not ${active.join(', ')}`,
+      }]);
+    }
+    if (req.body.dry_run) {
+      return { matched: await countPurgeable(app.sql, req.body.older_than, statuses), dry_run: true as const };
+    }
+    const deleted = await purgeWorkflowStates(app.sql, req.body.older_than, statuses);
+    req.log.info({ deleted, older_than: req.body.older_than, statuses }, 'purged workflow states');
+    return { deleted };
+  });
+}

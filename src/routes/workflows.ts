@@ -1,0 +1,177 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { badRequest, notFound, preconditionFailed } from '../errors.js';
+import * as workflows from '../repositories/workflows.js';
+import { ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, WORKFLOW_STATUSES } from '../schemas/common.js';
+import {
+  ListWorkflowsQuery, StepParams, StepState, StepStateInput, WorkflowIdParams, WorkflowPatch, WorkflowState,
+  WorkflowStateInput, WorkflowStatePage,
+} from '../schemas/workflows.js';
+import { decodeCursor, encodeCursor, etag, notModified, pageBody, sendJsonText, writeCondition } from './http.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+function parseStatusFilter(raw: string | undefined): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const out = new Set<string>();
+  for (const part of raw.split(',').map((s) => s.trim().toLowerCase())) {
+    if (part === 'active') ACTIVE_STATUSES.forEach((s) => out.add(s));
+    else if ((WORKFLOW_STATUSES as readonly string[]).includes(part)) out.add(part);
+    else {
+      throw badRequest(`Invalid query: query.status`, [{
+        path: 'query.status',
+        message: `"${part}" is not one of ${WORKFLOW_STATUSES.join(', ')}, active`,
+      }]);
+    }
+  }
+  return [...out];
+}
+
+const failure = (reason: 'precondition' | 'not-found', id: string) =>
+  reason === 'precondition'
+    ? preconditionFailed(`Workflow state ${id} is not at the version the request requires.`)
+    : notFound(`Workflow state ${id} does not exist.`);
+
+export async function workflowRoutes(fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const sql = app.sql;
+
+  app.put('/workflows/:id', {
+    schema: {
+      operationId: 'saveWorkflowState',
+      tags: ['workflows'],
+      summary: 'Save (create or replace) a whole workflow state',
+      description:
+        'Steps are replaced exactly: steps absent from the body are deleted. If-Match "<version>" (or a body ' +
+        '`version`) guards against lost updates; If-None-Match: * creates only. Accepts the Rust crate\'s serde JSON.',
+      params: IdParams,
+      headers: IfMatchHeaders.extend({
+        'if-none-match': z.string().optional().meta({ description: '* to create only: 412 when the state exists.' }),
+      }),
+      body: WorkflowStateInput,
+      response: { 200: WorkflowState, 201: WorkflowState, ...problemResponses(400, 412, 413, 415, 503) },
+    },
+  }, async (req, reply) => {
+    const { id } = req.params;
+    if (req.body.id !== undefined && req.body.id.toLowerCase() !== id.toLowerCase()) {
+      throw badRequest('Invalid body: body.id', [{ path: 'body.id', message: 'must equal the id in the path' }]);
+    }
+    const cond = writeCondition(req, req.body.version, true);
+    const out = await sql.begin((tx) => workflows.saveWorkflowState(tx, id, req.body, cond));
+    if (!out.ok) throw failure(out.reason, id);
+    if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
+    return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
+  });
+
+  app.get('/workflows/:id', {
+    schema: {
+      operationId: 'loadWorkflowState',
+      tags: ['workflows'],
+      summary: 'Load a workflow state with its steps',
+      params: IdParams,
+      headers: z.object({ 'if-none-match': z.string().optional() }),
+      response: { 200: WorkflowState, 304: z.null().meta({ description: 'Not modified' }), ...problemResponses(400, 404, 503) },
+    },
+  }, async (req, reply) => {
+    const doc = await workflows.loadWorkflowState(sql, req.params.id);
+    if (!doc) throw notFound(`Workflow state ${req.params.id} does not exist.`);
+    if (notModified(req, doc.version)) return reply.code(304).header('etag', etag(doc.version)).send(null);
+    return sendJsonText(reply, 200, doc.body, doc.version);
+  });
+
+  app.patch('/workflows/:id', {
+    schema: {
+      operationId: 'patchWorkflowState',
+      tags: ['workflows'],
+      summary: 'Change some top-level fields; upsert or delete (null) the given steps',
+      description: 'A status of completed or failed without completed_at sets completed_at to now.',
+      params: IdParams,
+      headers: IfMatchHeaders,
+      body: WorkflowPatch,
+      response: { 200: WorkflowState, ...problemResponses(400, 404, 412, 413, 415, 503) },
+    },
+  }, async (req, reply) => {
+    const { id } = req.params;
+    const cond = writeCondition(req, req.body.version);
+    const out = await sql.begin((tx) => workflows.patchWorkflowState(tx, id, req.body, cond));
+    if (!out.ok) throw failure(out.reason, id);
+    return sendJsonText(reply, 200, out.body, out.version);
+  });
+
+  app.put('/workflows/:id/steps/:step_id', {
+    schema: {
+      operationId: 'saveStepState',
+      tags: ['workflows'],
+      summary: 'Create or replace one step; bumps the state\'s version and updated_at',
+      description: 'The ETag is the state\'s new version; If-Match refers to the state\'s version.',
+      params: StepParams,
+      headers: IfMatchHeaders,
+      body: StepStateInput,
+      response: { 200: StepState, 201: StepState, ...problemResponses(400, 404, 412, 413, 415, 503) },
+    },
+  }, async (req, reply) => {
+    const { id, step_id: stepId } = req.params;
+    if (req.body.step_id !== undefined && req.body.step_id !== stepId) {
+      throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
+    }
+    const out = await workflows.saveStepState(sql, id, stepId, req.body, writeCondition(req));
+    if (!out.ok) throw failure(out.reason, id);
+    return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
+  });
+
+  app.delete('/workflows/:id', {
+    schema: {
+      operationId: 'deleteWorkflowState',
+      tags: ['workflows'],
+      summary: 'Delete a state with its steps and checkpoints',
+      params: IdParams,
+      headers: IfMatchHeaders,
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...problemResponses(400, 404, 412, 503) },
+    },
+  }, async (req, reply) => {
+    const out = await workflows.deleteWorkflowState(sql, req.params.id, writeCondition(req));
+    if (!out.ok) throw failure(out.reason, req.params.id);
+    return reply.code(204).send(null);
+  });
+
+  app.get('/workflows', {
+    schema: {
+      operationId: 'listWorkflowStates',
+      tags: ['workflows'],
+      summary: 'List states, newest updated_at first, with keyset pagination',
+      querystring: ListWorkflowsQuery,
+      response: { 200: WorkflowStatePage, ...problemResponses(400, 503) },
+    },
+  }, async (req, reply) => {
+    const q = req.query;
+    const after = q.cursor === undefined ? undefined
+      : decodeCursor(q.cursor, 2, ([u, i]) => TS_RE.test(u!) && UUID_RE.test(i!));
+    const page = await workflows.listWorkflowStates(sql, {
+      statuses: parseStatusFilter(q.status),
+      workflowId: q.workflow_id,
+      userId: q.user_id,
+      updatedBefore: q.updated_before,
+      updatedAfter: q.updated_after,
+      after: after && { updatedAt: after[0]!, id: after[1]! },
+      limit: q.limit,
+    });
+    const next = page.more && page.last ? encodeCursor([page.last.updatedAt, page.last.id]) : null;
+    return sendJsonText(reply, 200, pageBody(page.items, next));
+  });
+
+  app.get('/workflows/by-workflow-id/:workflow_id', {
+    schema: {
+      operationId: 'loadLatestStateByWorkflowId',
+      tags: ['workflows'],
+      summary: 'The most recently updated state with this workflow_id',
+      params: WorkflowIdParams,
+      response: { 200: WorkflowState, ...problemResponses(400, 404, 503) },
+    },
+  }, async (req, reply) => {
+    const doc = await workflows.latestStateForWorkflowId(sql, req.params.workflow_id);
+    if (!doc) throw notFound(`No workflow state has workflow_id ${JSON.stringify(req.params.workflow_id)}.`);
+    return sendJsonText(reply, 200, doc.body, doc.version);
+  });
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { JsonValue, Text255, Uuid } from './common.js';
+import { StepState, WorkflowState } from './workflows.js';
+
+export const CheckpointInput = z
+  .strictObject({
+    step_id: Text255,
+    snapshot: JsonValue.optional().meta({
+      description: 'Any JSON. When absent the server snapshots the stored state (with steps and version).',
+    }),
+    id: Uuid.optional().meta({
+      description: 'Client-chosen id for safe retries: the same id and content answers 200, other content 409.',
+    }),
+  })
+  .meta({ id: 'CheckpointInput' });
+
+const checkpointFields = {
+  id: z.string(),
+  workflow_state_id: z.string(),
+  step_id: z.string(),
+  timestamp: z.string(),
+  parent_id: z.string().nullable().meta({ description: 'The latest checkpoint of the workflow when this one was made.' }),
+};
+export const Checkpoint = z.object({ ...checkpointFields, snapshot: JsonValue }).meta({ id: 'Checkpoint' });
+export const CheckpointSummary = z
+  .object({ ...checkpointFields, snapshot: JsonValue.optional() })
+  .meta({ id: 'CheckpointSummary', description: 'A checkpoint; snapshot only with include_snapshot=true.' });
+export const CheckpointPage = z
+  .object({ items: z.array(CheckpointSummary), next_cursor: z.string().nullable() })
+  .meta({ id: 'CheckpointPage' });
+
+export const ListCheckpointsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+  include_snapshot: z.enum(['true', 'false']).default('false'),
+});
+
+export const PruneCheckpointsQuery = z.strictObject({
+  keep: z.coerce.number().int().min(0).max(1_000_000).meta({ description: 'How many of the newest to keep.' }),
+});
+
+export const CheckpointParams = z.strictObject({ cid: Uuid });
+
+export const RestoreInput = z
+  .strictObject({
+    mode: z.enum(['apply', 'fork', 'preview']).default('apply'),
+    new_id: Uuid.optional().meta({ description: 'fork only: the new state\'s id (default: a fresh uuid).' }),
+    workflow_id: Text255.optional().meta({ description: 'fork only: the new state\'s workflow_id.' }),
+  })
+  .default({ mode: 'apply' })
+  .meta({ id: 'RestoreInput' });
+
+export const RestorePreview = WorkflowState.extend({
+  started_at: z.string().nullable(),
+  updated_at: z.string().nullable(),
+  steps: z.record(z.string(), StepState),
+  version: z.int().nullable().meta({ description: 'The version recorded in the snapshot, if any.' }),
+}).meta({ id: 'RestorePreview', description: 'The state the snapshot holds, parsed; nothing is written.' });
+
+export const Deleted = z.object({ deleted: z.int() }).meta({ id: 'Deleted' });

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import {
+  JsonValue, STEP_STATUSES, StepStatusInput, Text255, Timestamp, Uuid, WORKFLOW_STATUSES, WorkflowStatusInput,
+} from './common.js';
+
+const RetryCount = z.int().min(0).max(2_147_483_647);
+const Version = z.int().min(1).max(2_147_483_647);
+
+export const StepStateInput = z
+  .strictObject({
+    step_id: Text255.optional().meta({ description: 'Equal to its key in steps; filled from the key when absent.' }),
+    status: StepStatusInput,
+    started_at: Timestamp.nullable().optional(),
+    completed_at: Timestamp.nullable().optional(),
+    outputs: JsonValue.optional(),
+    error: z.string().nullable().optional(),
+    retry_count: RetryCount.optional(),
+  })
+  .meta({ id: 'StepStateInput' });
+export type StepStateInput = z.output<typeof StepStateInput>;
+
+function stepIdsMatchKeys(steps: Record<string, { step_id?: string } | null> | undefined, ctx: z.RefinementCtx) {
+  for (const [key, step] of Object.entries(steps ?? {})) {
+    if (step?.step_id !== undefined && step.step_id !== key) {
+      ctx.addIssue({ code: 'custom', path: ['steps', key, 'step_id'], message: `must equal its key "${key}"` });
+    }
+  }
+}
+
+export const WorkflowStateInput = z
+  .strictObject({
+    id: Uuid.optional().meta({ description: 'Must equal the id in the path when present.' }),
+    workflow_id: Text255,
+    workflow_name: Text255,
+    status: WorkflowStatusInput.optional().meta({ description: 'Defaults to pending; case-insensitive.' }),
+    user_id: z.string().max(255).nullable().optional(),
+    started_at: Timestamp.nullable().optional().meta({ description: 'Defaults to now on create; kept on replace.' }),
+    updated_at: Timestamp.nullable().optional().meta({ description: 'Defaults to now.' }),
+    completed_at: Timestamp.nullable().optional(),
+    context: JsonValue.optional(),
+    error: z.string().nullable().optional(),
+    steps: z.record(Text255, StepStateInput).optional(),
+    version: Version.optional().meta({ description: 'Same as If-Match: 412 unless it is the stored version.' }),
+  })
+  .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
+  .meta({ id: 'WorkflowStateInput' });
+export type WorkflowStateInput = z.output<typeof WorkflowStateInput>;
+
+export const WorkflowPatch = z
+  .strictObject({
+    workflow_name: Text255.optional(),
+    status: WorkflowStatusInput.optional(),
+    user_id: z.string().max(255).nullable().optional(),
+    context: JsonValue.optional(),
+    error: z.string().nullable().optional(),
+    started_at: Timestamp.optional(),
+    completed_at: Timestamp.nullable().optional(),
+    steps: z
+      .record(Text255, StepStateInput.nullable())
+      .optional()
+      .meta({ description: 'Steps to upsert; a step given as null is deleted. Other steps are kept.' }),
+    version: Version.optional().meta({ description: 'Same as If-Match.' }),
+  })
+  .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
+  .meta({ id: 'WorkflowPatch' });
+export type WorkflowPatch = z.output<typeof WorkflowPatch>;
+
+const NullableTimestamp = z.string().nullable();
+
+export const StepState = z
+  .object({
+    step_id: z.string(),
+    status: z.enum(STEP_STATUSES),
+    started_at: NullableTimestamp,
+    completed_at: NullableTimestamp,
+    outputs: JsonValue,
+    error: z.string().nullable(),
+    retry_count: z.int(),
+  })
+  .meta({ id: 'StepState' });
+
+export const WorkflowState = z
+  .object({
+    id: z.string(),
+    workflow_id: z.string(),
+    workflow_name: z.string(),
+    status: z.enum(WORKFLOW_STATUSES),
+    user_id: z.string().nullable(),
+    started_at: z.string(),
+    updated_at: z.string(),
+    completed_at: NullableTimestamp,
+    context: JsonValue,
+    error: z.string().nullable(),
+    steps: z.record(z.string(), StepState),
+    version: z.int(),
+  })
+  .meta({ id: 'WorkflowState' });
+
+export const WorkflowStatePage = z
+  .object({ items: z.array(WorkflowState), next_cursor: z.string().nullable() })
+  .meta({ id: 'WorkflowStatePage' });
+
+export const ListWorkflowsQuery = z.strictObject({
+  status: z
+    .string()
+    .optional()
+    .meta({ description: `Comma list of ${WORKFLOW_STATUSES.join(', ')}, or "active" (pending, running, paused).` }),
+  workflow_id: Text255.optional(),
+  user_id: z.string().max(255).optional(),
+  updated_before: Timestamp.optional(),
+  updated_after: Timestamp.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+});
+
+export const StepParams = z.strictObject({ id: Uuid, step_id: Text255 });
+export const WorkflowIdParams = z.strictObject({ workflow_id: Text255 });

@@ -1,0 +1,79 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { pino } from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createSql } from './db/client.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
+import { loadMigrations, migrate, MigrationError } from './db/migrate.js';
+
+/** How long /health/ready answers 503 before the listener closes, so load balancers stop routing. */
+const DRAIN_NOTICE_MS = 1000;
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = pino({
+    level: config.LOG_LEVEL,
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
+    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:standard' } } } : {}),
+  });
+
+  let embedded: EmbeddedPostgres | undefined;
+  let databaseUrl = config.DATABASE_URL;
+  if (!databaseUrl) {
+    logger.info({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT }, 'no DATABASE_URL: starting embedded PostgreSQL');
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.EMBEDDED_PG_DIR,
+      port: config.EMBEDDED_PG_PORT,
+      database: 'workflow_state',
+      onLog: (line) => logger.debug({ component: 'embedded-postgres' }, line),
+    });
+    databaseUrl = embedded.url;
+    logger.info({ data_dir: embedded.dataDir, port: embedded.port, url: embedded.url.replace(/:[^:@/]+@/, ':***@') },
+      'embedded PostgreSQL is running');
+  }
+
+  const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX });
+  const migrations = await loadMigrations();
+  try {
+    const { applied, schemaVersion } = await migrate(sql, migrations);
+    logger.info({ applied, schema_version: schemaVersion }, applied.length ? 'migrations applied' : 'schema up to date');
+  } catch (err) {
+    logger.fatal({ err }, err instanceof MigrationError ? err.message : 'migrations failed');
+    await sql.end({ timeout: 1 });
+    await embedded?.stop();
+    process.exit(1);
+  }
+
+  const app = await buildApp(config, { sql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
+  await app.listen({ port: config.PORT, host: config.HOST });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.lifecycle.draining = true;
+    logger.info({ signal }, 'draining: readiness now 503, finishing in-flight requests');
+    await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
+    await app.close(); // waits for in-flight requests
+    await sql.end({ timeout: 5 });
+    await embedded?.stop();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
