@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import postgres from 'postgres';
+import { buildApp } from '../src/app.js';
+import { type Config, loadConfig } from '../src/config.js';
+import { createSql, type Sql } from '../src/db/client.js';
+import { loadMigrations, migrate } from '../src/db/migrate.js';
+import { provideTestPostgres } from './support/database.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+let server: Promise<{ url: string; stop(): Promise<void> }> | undefined;
+
+/** The cluster for this test file: the runner's (TEST_DATABASE_URL), or one started for this file. */
+function cluster(t: Teardown) {
+  if (!server) {
+    server = provideTestPostgres();
+    const started = server;
+    t.teardown(async () => (await started).stop());
+  }
+  return server;
+}
+
+/** A fresh, empty database for one test file, dropped at the end. */
+export async function freshDatabase(t: Teardown): Promise<string> {
+  const { url } = await cluster(t);
+  const name = `wss_test_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  await admin`CREATE DATABASE ${admin(name)}`;
+  t.teardown(async () => {
+    await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
+    await admin.end();
+  });
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  sql: Sql;
+  url: string;
+  config: Config;
+}
+
+/** The app on a fresh, migrated database, as server.ts builds it but without listening. */
+export async function buildTestApp(t: Teardown, env: Record<string, string> = {}): Promise<TestApp> {
+  const url = await freshDatabase(t);
+  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', ...env });
+  const sql = createSql(url, { max: 10 });
+  const migrations = await loadMigrations();
+  await migrate(sql, migrations);
+  const app = await buildApp(config, { sql, schemaVersion: migrations.at(-1)!.version });
+  t.teardown(async () => {
+    await app.close();
+    await sql.end({ timeout: 5 });
+  });
+  return { app, sql, url, config };
+}
+
+export const json = (body: unknown) => ({
+  headers: { 'content-type': 'application/json' },
+  payload: JSON.stringify(body),
+});
+
+/** A minimal valid state body. */
+export const stateBody = (over: Record<string, unknown> = {}) => ({
+  workflow_id: 'wf-1',
+  workflow_name: 'Test workflow',
+  status: 'running',
+  ...over,
+});
