@@ -15,7 +15,9 @@ export interface Migration {
   sql: string;
 }
 
-export class MigrationError extends Error {}
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
 
 export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
   const files = (await readdir(dir)).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort();

@@ -12,7 +12,7 @@ const PurgeInput = z
       .meta({ description: 'A subset of completed, failed (default both); active statuses are refused.' }),
     dry_run: z.boolean().default(false),
   })
-  .meta({ id: 'PurgeInput' });
+  .meta({ id: 'Purge' });
 
 const PurgeResult = z
   .object({ deleted: z.int() })

@@ -12,7 +12,7 @@ export const CheckpointInput = z
       description: 'Client-chosen id for safe retries: the same id and content answers 200, other content 409.',
     }),
   })
-  .meta({ id: 'CheckpointInput' });
+  .meta({ id: 'NewCheckpoint' });
 
 const checkpointFields = {
   id: z.string(),
@@ -48,7 +48,7 @@ export const RestoreInput = z
     workflow_id: Text255.optional().meta({ description: 'fork only: the new state\'s workflow_id.' }),
   })
   .default({ mode: 'apply' })
-  .meta({ id: 'RestoreInput' });
+  .meta({ id: 'Restore' });
 
 export const RestorePreview = WorkflowState.extend({
   started_at: z.string().nullable(),

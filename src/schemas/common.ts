@@ -43,6 +43,20 @@ export const IfMatchHeaders = z.object({
   'if-match': z.string().optional().meta({ description: 'Quoted version, e.g. "3": 412 unless it is the stored one.' }),
 });
 
-/** Responses every route can give besides its own. */
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'Bad request: invalid JSON, schema, uuid or value (errors[] names the fields)',
+  404: 'Not found',
+  409: 'Conflict with an existing resource',
+  412: 'Precondition failed: the stored version differs from If-Match (or the state is absent)',
+  413: 'Body larger than BODY_LIMIT_BYTES',
+  415: 'Body is not JSON',
+  422: 'The checkpoint\'s snapshot is not a workflow state',
+  503: 'Database unavailable; retry after Retry-After seconds',
+};
+
+/** Problem responses a route can give besides its own, as application/problem+json. */
 export const problemResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, Problem])) as Record<number, typeof Problem>;
+  Object.fromEntries(statuses.map((s) => [s, {
+    description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem',
+    content: { 'application/problem+json': { schema: Problem } },
+  }]));

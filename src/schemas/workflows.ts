@@ -16,7 +16,7 @@ export const StepStateInput = z
     error: z.string().nullable().optional(),
     retry_count: RetryCount.optional(),
   })
-  .meta({ id: 'StepStateInput' });
+  .meta({ id: 'SaveStep' });
 export type StepStateInput = z.output<typeof StepStateInput>;
 
 function stepIdsMatchKeys(steps: Record<string, { step_id?: string } | null> | undefined, ctx: z.RefinementCtx) {
@@ -43,7 +43,7 @@ export const WorkflowStateInput = z
     version: Version.optional().meta({ description: 'Same as If-Match: 412 unless it is the stored version.' }),
   })
   .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
-  .meta({ id: 'WorkflowStateInput' });
+  .meta({ id: 'SaveWorkflowState' });
 export type WorkflowStateInput = z.output<typeof WorkflowStateInput>;
 
 export const WorkflowPatch = z
@@ -62,7 +62,7 @@ export const WorkflowPatch = z
     version: Version.optional().meta({ description: 'Same as If-Match.' }),
   })
   .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
-  .meta({ id: 'WorkflowPatch' });
+  .meta({ id: 'PatchWorkflowState' });
 export type WorkflowPatch = z.output<typeof WorkflowPatch>;
 
 const NullableTimestamp = z.string().nullable();
