@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createSql } from './db/client.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
 import { loadMigrations, migrate, MigrationError } from './db/migrate.js';
+import { createLogger } from './logger.js';
 
 /** How long /health/ready answers 503 before the listener closes, so load balancers stop routing. */
 const DRAIN_NOTICE_MS = 1000;
@@ -20,11 +20,7 @@ async function main() {
     }
     throw err;
   }
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
-    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:standard' } } } : {}),
-  });
+  const logger = createLogger(config.LOG_LEVEL);
 
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.DATABASE_URL;
