@@ -7,7 +7,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import type { Sql } from './db/client.js';
-import { registerErrorHandling } from './errors.js';
+import { badRequest, registerErrorHandling, sendProblem } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
@@ -51,7 +51,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    routerOptions: { ignoreTrailingSlash: true },
+    // Path parameters up to 255 characters (step ids, workflow ids), percent-encoded.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // Requests the router rejects (a malformed URL) are problems too, with their request id.
+    frameworkErrors: (err, req, reply) => {
+      reply.header('x-request-id', req.id);
+      return sendProblem(req, reply, badRequest(`The request URL is malformed: ${err.message}`));
+    },
   });
   app.decorate('sql', deps.sql);
   app.decorate('config', config);

@@ -39,7 +39,8 @@ const BAD_INPUT_STATES = new Set([
   '22P05', // untranslatable character (\u0000 in jsonb)
   '22021', // character not in repertoire (NUL in text)
   '22P02', // invalid text representation
-  '22007', '22008', // datetime format / overflow
+  '22007', '22008', '22009', // datetime format / overflow / time zone displacement
+  '54001', // statement too complex (nesting)
   '22003', // numeric value out of range
   '22001', // string too long
   '23514', // check violation
@@ -63,7 +64,7 @@ function problemType(code: string): string {
   return `urn:workflow-state:problem:${code}`;
 }
 
-function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {
+export function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {
   const body: Record<string, unknown> = {
     type: problemType(p.code),
     title: p.title,

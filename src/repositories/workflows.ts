@@ -101,7 +101,8 @@ export async function saveWorkflowState(
   const assignments = tx`
     workflow_id = ${v.workflow_id}, workflow_name = ${v.workflow_name}, status = ${v.status},
     user_id = ${v.user_id}, started_at = COALESCE(${v.started_at}::timestamptz, w.started_at),
-    updated_at = COALESCE(${v.updated_at}::timestamptz, now()), completed_at = ${v.completed_at}::timestamptz,
+    updated_at = COALESCE(CASE WHEN ${v.updated_at}::timestamptz > w.updated_at THEN ${v.updated_at}::timestamptz END, now()),
+    completed_at = ${v.completed_at}::timestamptz,
     context = ${v.context}::text::jsonb, error = ${v.error}, version = w.version + 1`;
 
   let rows: { version: number; created: boolean }[];

@@ -5,7 +5,7 @@ import { badRequest, conflict, type FieldError, notFound, preconditionFailed, un
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
 import { saveWorkflowState } from '../repositories/workflows.js';
-import { IdParams, IfMatchHeaders, problemResponses } from '../schemas/common.js';
+import { IdParams, IfMatchHeaders, problemResponses, Timestamp } from '../schemas/common.js';
 import {
   Checkpoint, CheckpointInput, CheckpointPage, CheckpointParams, Deleted, ListCheckpointsQuery, PruneCheckpointsQuery,
   RestoreInput, RestorePreview,
@@ -79,7 +79,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([t, s]) => TS_RE.test(t!) && /^\d{1,19}$/.test(s!));
+      : decodeCursor(q.cursor, 2, ([t, s]) => TS_RE.test(t!) && Timestamp.safeParse(t).success && /^\d{1,19}$/.test(s!));
     const page = await checkpoints.listCheckpoints(sql, req.params.id, {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',

@@ -3,7 +3,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest, notFound, preconditionFailed } from '../errors.js';
 import * as workflows from '../repositories/workflows.js';
-import { ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, WORKFLOW_STATUSES } from '../schemas/common.js';
+import {
+  ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, Timestamp, WORKFLOW_STATUSES,
+} from '../schemas/common.js';
 import {
   ListWorkflowsQuery, StepParams, StepState, StepStateInput, WorkflowIdParams, WorkflowPatch, WorkflowState,
   WorkflowStateInput, WorkflowStatePage,
@@ -147,7 +149,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([u, i]) => TS_RE.test(u!) && UUID_RE.test(i!));
+      : decodeCursor(q.cursor, 2, ([u, i]) => TS_RE.test(u!) && Timestamp.safeParse(u).success && UUID_RE.test(i!));
     const page = await workflows.listWorkflowStates(sql, {
       statuses: parseStatusFilter(q.status),
       workflowId: q.workflow_id,

@@ -3,8 +3,14 @@ import { z } from 'zod';
 /** Any 8-4-4-4-12 hex identifier, as PostgreSQL's uuid type accepts it. */
 export const Uuid = z.guid();
 export const Text255 = z.string().min(1).max(255);
-/** RFC 3339 with a Z or an offset; any fraction is accepted, PostgreSQL keeps microseconds. */
-export const Timestamp = z.iso.datetime({ offset: true });
+/**
+ * RFC 3339 with a Z or an offset; any fraction is accepted, PostgreSQL keeps microseconds.
+ * Years 0001-9999 and offsets within ±15:59, the ranges PostgreSQL's timestamptz accepts.
+ */
+export const Timestamp = z.iso
+  .datetime({ offset: true })
+  .refine((s) => !s.startsWith('0000'), 'year must be 0001 or later')
+  .refine((s) => !/[+-](1[6-9]|2\d):\d\d$/.test(s), 'offset must be within ±15:59');
 /** Any JSON value; strings inside are checked for characters PostgreSQL cannot store before validation. */
 export const JsonValue = z.unknown().meta({ description: 'Any JSON value.' });
 

@@ -35,7 +35,10 @@ export const WorkflowStateInput = z
     status: WorkflowStatusInput.optional().meta({ description: 'Defaults to pending; case-insensitive.' }),
     user_id: z.string().max(255).nullable().optional(),
     started_at: Timestamp.nullable().optional().meta({ description: 'Defaults to now on create; kept on replace.' }),
-    updated_at: Timestamp.nullable().optional().meta({ description: 'Defaults to now.' }),
+    updated_at: Timestamp.nullable().optional().meta({
+      description: 'Defaults to now. Kept as given on create; on replace only when later than the stored one ' +
+        '(a state never moves back in time, so a GET body sent back is stamped now).',
+    }),
     completed_at: Timestamp.nullable().optional(),
     context: JsonValue.optional(),
     error: z.string().nullable().optional(),
