@@ -135,3 +135,11 @@ export async function lockStateVersion(tx: TxSql, id: string): Promise<number | 
     SELECT version FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
   return row?.version;
 }
+
+/** Timestamps rendered as stored ones are (UTC, Z, microseconds), in one query, for a preview. */
+export async function renderTimestamps(sql: Db, values: (string | null)[]): Promise<(string | null)[]> {
+  if (values.length === 0) return [];
+  const rows = await sql<{ ts: string | null }[]>`
+    SELECT wss_ts(v::timestamptz) AS ts FROM unnest(${values}::text[]) WITH ORDINALITY AS u(v, n) ORDER BY n`;
+  return rows.map((r) => r.ts);
+}

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Sql } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
@@ -28,6 +29,39 @@ function snapshotAsState(snapshot: unknown) {
     throw unprocessable('The checkpoint\'s snapshot is not a workflow state.', errors);
   }
   return parsed.data;
+}
+
+type SnapshotState = ReturnType<typeof snapshotAsState>;
+
+/** The snapshot's state as apply would store it: defaults filled, timestamps rendered as stored. */
+async function previewOf(sql: Sql, s: SnapshotState, workflowStateId: string) {
+  const steps = Object.entries(s.steps ?? {});
+  const stamps = await checkpoints.renderTimestamps(sql, [
+    s.started_at ?? null, s.updated_at ?? null, s.completed_at ?? null,
+    ...steps.flatMap(([, st]) => [st.started_at ?? null, st.completed_at ?? null]),
+  ]);
+  return {
+    id: s.id ?? workflowStateId,
+    workflow_id: s.workflow_id,
+    workflow_name: s.workflow_name,
+    status: s.status ?? 'pending',
+    user_id: s.user_id ?? null,
+    started_at: stamps[0] ?? null,
+    updated_at: stamps[1] ?? null,
+    completed_at: stamps[2] ?? null,
+    context: s.context === undefined ? {} : s.context,
+    error: s.error ?? null,
+    steps: Object.fromEntries(steps.map(([k, st], i) => [k, {
+      step_id: k,
+      status: st.status,
+      started_at: stamps[3 + 2 * i] ?? null,
+      completed_at: stamps[4 + 2 * i] ?? null,
+      outputs: st.outputs ?? null,
+      error: st.error ?? null,
+      retry_count: st.retry_count ?? 0,
+    }])),
+    version: s.version ?? null,
+  };
 }
 
 export async function checkpointRoutes(fastify: FastifyInstance) {
@@ -152,7 +186,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     },
   }, async (req, reply) => {
     const { cid } = req.params;
-    const { mode, new_id: newId, workflow_id: workflowId } = req.body;
+    const { mode = 'apply', new_id: newId, workflow_id: workflowId } = req.body ?? {};
     if (mode !== 'fork') {
       const stray = [newId !== undefined && 'new_id', workflowId !== undefined && 'workflow_id'].filter(Boolean);
       if (stray.length) {
@@ -191,29 +225,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     });
 
     if (result.mode === 'preview') {
-      const s = result.state;
-      return reply.code(200).send({
-        id: s.id ?? result.workflowStateId,
-        workflow_id: s.workflow_id,
-        workflow_name: s.workflow_name,
-        status: s.status ?? 'pending',
-        user_id: s.user_id ?? null,
-        started_at: s.started_at ?? null,
-        updated_at: s.updated_at ?? null,
-        completed_at: s.completed_at ?? null,
-        context: s.context === undefined ? {} : s.context,
-        error: s.error ?? null,
-        steps: Object.fromEntries(Object.entries(s.steps ?? {}).map(([k, st]) => [k, {
-          step_id: k,
-          status: st.status,
-          started_at: st.started_at ?? null,
-          completed_at: st.completed_at ?? null,
-          outputs: st.outputs ?? null,
-          error: st.error ?? null,
-          retry_count: st.retry_count ?? 0,
-        }])),
-        version: s.version ?? null,
-      });
+      return reply.code(200).send(await previewOf(sql, result.state, result.workflowStateId));
     }
     const { out, id } = result;
     if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`);

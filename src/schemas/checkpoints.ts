@@ -47,8 +47,9 @@ export const RestoreInput = z
     new_id: Uuid.optional().meta({ description: 'fork only: the new state\'s id (default: a fresh uuid).' }),
     workflow_id: Text255.optional().meta({ description: 'fork only: the new state\'s workflow_id.' }),
   })
-  .default({ mode: 'apply' })
-  .meta({ id: 'Restore' });
+  .meta({ id: 'Restore' })
+  .nullish()
+  .meta({ description: 'Optional: no body means {"mode": "apply"}.' });
 
 export const RestorePreview = WorkflowState.extend({
   started_at: z.string().nullable(),
