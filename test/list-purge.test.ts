@@ -359,7 +359,8 @@ t.test('POST /v1/purge', async (t) => {
   const cp = await app.inject({ method: 'POST', url: `/v1/workflows/${oldCompleted}/checkpoints`, ...json({ step_id: 's1' }) });
   t.equal(cp.statusCode, 201);
   const cpId: string = cp.json().id;
-  t.equal((await put(app, oldCompleted, oldState)).updated_at.slice(0, 10), daysAgo(30).slice(0, 10), 'still 30 days old');
+  const reloaded = (await app.inject({ url: `/v1/workflows/${oldCompleted}` })).json();
+  t.equal(reloaded.updated_at.slice(0, 10), daysAgo(30).slice(0, 10), 'a checkpoint leaves updated_at alone: still 30 days old');
   await put(app, oldRunning, { workflow_id: 'old-running', status: 'running', updated_at: daysAgo(30) });
   await put(app, newCompleted, { workflow_id: 'new-done', status: 'completed' });
   await put(app, oldFailed, { workflow_id: 'old-failed', status: 'failed', updated_at: daysAgo(30) });

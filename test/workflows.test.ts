@@ -93,6 +93,19 @@ t.test('workflow states', async (t) => {
     t.equal(res.json().completed_at, '2025-01-02T03:04:05.000001Z');
   });
 
+  t.test('updated_at: kept as given on create; on replace only when later, so a state never moves back', async (t) => {
+    const uid = '66666666-2222-4333-8444-555555555555';
+    const old = '2020-01-01T00:00:00.000001Z';
+    const created = await app.inject({ method: 'PUT', url: `/v1/workflows/${uid}`, ...json(stateBody({ updated_at: old })) });
+    t.equal(created.json().updated_at, old);
+    const echoed = await app.inject({ method: 'PUT', url: `/v1/workflows/${uid}`, ...json(created.json()) });
+    t.equal(echoed.statusCode, 200, 'a GET body sent back is accepted (its version matches)');
+    t.ok(echoed.json().updated_at > old, `an echoed, older updated_at is stamped now (${echoed.json().updated_at})`);
+    const later = '2099-01-01T00:00:00.000002Z';
+    const moved = await app.inject({ method: 'PUT', url: `/v1/workflows/${uid}`, ...json(stateBody({ updated_at: later })) });
+    t.equal(moved.json().updated_at, later, 'a later client value is kept');
+  });
+
   t.test('DELETE removes the state with its steps and checkpoints', async (t) => {
     const did = '33333333-2222-4333-8444-555555555555';
     await app.inject({ method: 'PUT', url: `/v1/workflows/${did}`, ...json(stateBody({ steps: { a: { status: 'running' } } })) });

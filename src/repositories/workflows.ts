@@ -47,24 +47,44 @@ const stepInput = (sql: Db, json: string) => sql`
     step_id TEXT, status TEXT, started_at TIMESTAMPTZ, completed_at TIMESTAMPTZ,
     outputs JSONB, error TEXT, retry_count INTEGER)`;
 
-const upsertSteps = (sql: Db, id: string) => sql`
+/**
+ * Writes the input steps that differ from the stored ones; unchanged steps are neither rewritten
+ * nor locked (an orchestrator's save usually changes one step of many).
+ */
+const upsertChangedSteps = (sql: Db, id: string) => sql`
   INSERT INTO step_states AS s
     (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-  SELECT ${id}::uuid, step_id, status, started_at, completed_at, outputs, error, retry_count FROM input
+  SELECT ${id}::uuid, i.step_id, i.status, i.started_at, i.completed_at, i.outputs, i.error, i.retry_count
+  FROM input i
+  WHERE NOT EXISTS (
+    SELECT 1 FROM step_states c
+    WHERE c.workflow_state_id = ${id}::uuid AND c.step_id = i.step_id
+      AND (c.status, c.started_at, c.completed_at, c.outputs, c.error, c.retry_count)
+          IS NOT DISTINCT FROM (i.status, i.started_at, i.completed_at, i.outputs, i.error, i.retry_count))
   ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET
     status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-    outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count
-  RETURNING s`;
+    outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count`;
+
+/** A state's stored document, rendered on the spot if it has none (a row written by other means). */
+const stateDoc = (sql: Db) => sql`COALESCE(w.doc, wss_state_json(w))::text`;
+
+/** Re-renders the stored document of a state after its row and steps changed, in the same transaction. */
+async function storeDocument(tx: TxSql, id: string): Promise<StateDocument> {
+  const [doc] = await tx<StateDocument[]>`
+    UPDATE workflow_states w SET doc = wss_state_json(w) WHERE w.id = ${id}::uuid
+    RETURNING w.version, w.doc::text AS body`;
+  return doc!;
+}
 
 export async function loadWorkflowState(sql: Db, id: string): Promise<StateDocument | undefined> {
   const [row] = await sql<StateDocument[]>`
-    SELECT w.version, wss_state_json(w)::text AS body FROM workflow_states w WHERE w.id = ${id}::uuid`;
+    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w WHERE w.id = ${id}::uuid`;
   return row;
 }
 
 export async function latestStateForWorkflowId(sql: Db, workflowId: string): Promise<StateDocument | undefined> {
   const [row] = await sql<StateDocument[]>`
-    SELECT w.version, wss_state_json(w)::text AS body FROM workflow_states w
+    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w
     WHERE w.workflow_id = ${workflowId}
     ORDER BY w.updated_at DESC, w.id DESC LIMIT 1`;
   return row;
@@ -127,17 +147,20 @@ export async function saveWorkflowState(
   const [head] = rows;
   if (!head) return { ok: false, reason: 'precondition' };
 
-  const steps = stepsJson(s.steps);
+  // The steps as given become the stored ones; the document is rendered from them and the row.
   const [doc] = await tx<{ body: string }[]>`
-    WITH input AS (${stepInput(tx, steps)}),
+    WITH input AS (${stepInput(tx, stepsJson(s.steps))}),
     removed AS (
       DELETE FROM step_states d WHERE d.workflow_state_id = ${id}::uuid
         AND d.step_id NOT IN (SELECT step_id FROM input)),
-    written AS (${upsertSteps(tx, id)})
-    SELECT wss_state_json(w, (
-        SELECT COALESCE(json_object_agg((x.s).step_id, wss_step_json(x.s) ORDER BY (x.s).step_id), '{}'::json)
-        FROM written x))::text AS body
-    FROM workflow_states w WHERE w.id = ${id}::uuid`;
+    written AS (${upsertChangedSteps(tx, id)})
+    UPDATE workflow_states w SET doc = wss_state_json(w, (
+        SELECT COALESCE(json_object_agg(i.step_id, wss_step_json(i.step_id, i.status, i.started_at, i.completed_at,
+                                                                 i.outputs, i.error, i.retry_count)
+                                        ORDER BY i.step_id), '{}'::json)
+        FROM input i))
+    WHERE w.id = ${id}::uuid
+    RETURNING w.doc::text AS body`;
   return { ok: true, created: head.created, version: head.version, body: doc!.body };
 }
 
@@ -173,20 +196,19 @@ export async function patchWorkflowState(
       WITH input AS (${stepInput(tx, stepsJson(p.steps))}),
       removed AS (
         DELETE FROM step_states d WHERE d.workflow_state_id = ${id}::uuid AND d.step_id = ANY(${deleted}::text[])),
-      written AS (${upsertSteps(tx, id)})
-      SELECT count(*) FROM written`;
+      written AS (${upsertChangedSteps(tx, id)})
+      SELECT count(*) FROM input`;
   }
-  const doc = await loadWorkflowState(tx, id);
-  return { ok: true, created: false, ...doc! };
+  return { ok: true, created: false, ...(await storeDocument(tx, id)) };
 }
 
 export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: string }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-/** Upserts one step and bumps the state's version and updated_at, in one statement. */
+/** Upserts one step and bumps the state's version and updated_at, in the caller's transaction. */
 export async function saveStepState(
-  sql: Db,
+  tx: TxSql,
   id: string,
   stepId: string,
   step: StepStateInput,
@@ -194,21 +216,22 @@ export async function saveStepState(
 ): Promise<StepWriteOutcome> {
   const r = stepRecord(stepId, step);
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const [row] = await sql<{ body: string; created: boolean; version: number }[]>`
-    WITH st AS (
-      UPDATE workflow_states w SET version = w.version + 1, updated_at = now()
-      WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
-      RETURNING w.id, w.version)
+  const locked = await tx`
+    UPDATE workflow_states w SET version = w.version + 1, updated_at = now()
+    WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
+    RETURNING w.id`;
+  if (!locked.length) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
+  const [row] = await tx<{ body: string; created: boolean }[]>`
     INSERT INTO step_states AS s
       (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-    SELECT st.id, ${r.step_id}, ${r.status}, ${r.started_at}::timestamptz, ${r.completed_at}::timestamptz,
-      ${JSON.stringify(r.outputs)}::text::jsonb, ${r.error}, ${r.retry_count} FROM st
+    VALUES (${id}::uuid, ${r.step_id}, ${r.status}, ${r.started_at}::timestamptz, ${r.completed_at}::timestamptz,
+      ${JSON.stringify(r.outputs)}::text::jsonb, ${r.error}, ${r.retry_count})
     ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET
       status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
       outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count
-    RETURNING wss_step_json(s)::text AS body, (s.xmax = 0) AS created, (SELECT version FROM st) AS version`;
-  if (!row) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  return { ok: true, ...row };
+    RETURNING wss_step_json(s)::text AS body, (s.xmax = 0) AS created`;
+  const doc = await storeDocument(tx, id);
+  return { ok: true, created: row!.created, version: doc.version, body: row!.body };
 }
 
 /** Deletes a state; steps and checkpoints go with it (ON DELETE CASCADE). */
@@ -246,7 +269,7 @@ export interface StatePage {
 export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StatePage> {
   const none = sql``;
   const rows = await sql<{ body: string; updated_at: string; id: string }[]>`
-    SELECT wss_state_json(w)::text AS body, wss_ts(w.updated_at) AS updated_at, w.id::text AS id
+    SELECT ${stateDoc(sql)} AS body, wss_ts(w.updated_at) AS updated_at, w.id::text AS id
     FROM workflow_states w
     WHERE true
       ${f.statuses ? sql`AND w.status = ANY(${f.statuses}::text[])` : none}

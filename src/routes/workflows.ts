@@ -118,7 +118,8 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     if (req.body.step_id !== undefined && req.body.step_id !== stepId) {
       throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
     }
-    const out = await workflows.saveStepState(sql, id, stepId, req.body, writeCondition(req));
+    const cond = writeCondition(req);
+    const out = await sql.begin((tx) => workflows.saveStepState(tx, id, stepId, req.body, cond));
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
