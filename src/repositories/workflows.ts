@@ -123,7 +123,8 @@ export async function saveWorkflowState(
     user_id = ${v.user_id}, started_at = COALESCE(${v.started_at}::timestamptz, w.started_at),
     updated_at = COALESCE(CASE WHEN ${v.updated_at}::timestamptz > w.updated_at THEN ${v.updated_at}::timestamptz END, now()),
     completed_at = ${v.completed_at}::timestamptz,
-    context = ${v.context}::text::jsonb, error = ${v.error}, version = w.version + 1`;
+    context = ${v.context}::text::jsonb, error = ${v.error}, version = w.version + 1,
+    doc = NULL`; // rendered by the steps statement; the old one need not be copied into this row version
 
   let rows: { version: number; created: boolean }[];
   switch (cond.kind) {

