@@ -41,30 +41,6 @@ const stepsJson = (steps: Record<string, StepStateInput | null> | undefined) =>
     Object.entries(steps ?? {}).flatMap(([id, s]) => (s ? [stepRecord(id, s)] : [])),
   );
 
-/** Steps as a record set, from one JSON parameter: any number of steps is one statement. */
-const stepInput = (sql: Db, json: string) => sql`
-  SELECT * FROM jsonb_to_recordset(${json}::text::jsonb) AS r(
-    step_id TEXT, status TEXT, started_at TIMESTAMPTZ, completed_at TIMESTAMPTZ,
-    outputs JSONB, error TEXT, retry_count INTEGER)`;
-
-/**
- * Writes the input steps that differ from the stored ones; unchanged steps are neither rewritten
- * nor locked (an orchestrator's save usually changes one step of many).
- */
-const upsertChangedSteps = (sql: Db, id: string) => sql`
-  INSERT INTO step_states AS s
-    (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-  SELECT ${id}::uuid, i.step_id, i.status, i.started_at, i.completed_at, i.outputs, i.error, i.retry_count
-  FROM input i
-  WHERE NOT EXISTS (
-    SELECT 1 FROM step_states c
-    WHERE c.workflow_state_id = ${id}::uuid AND c.step_id = i.step_id
-      AND (c.status, c.started_at, c.completed_at, c.outputs, c.error, c.retry_count)
-          IS NOT DISTINCT FROM (i.status, i.started_at, i.completed_at, i.outputs, i.error, i.retry_count))
-  ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET
-    status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-    outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count`;
-
 /** A state's stored document, rendered on the spot if it has none (a row written by other means). */
 const stateDoc = (sql: Db) => sql`COALESCE(w.doc, wss_state_json(w))::text`;
 
@@ -91,81 +67,31 @@ export async function latestStateForWorkflowId(sql: Db, workflowId: string): Pro
 }
 
 /**
- * Saves a whole state: the row, then its steps replaced exactly, in the caller's transaction.
- * The row is written (and so locked) first; the steps statement then takes a fresh snapshot,
- * so it sees and deletes steps that a writer committed while this one waited for the lock.
+ * Saves a whole state with its steps replaced exactly, in one round trip (wss_save_state, migration
+ * 0004): the row is written and locked first, then the steps statement takes a fresh snapshot, so
+ * it sees and deletes steps that a writer committed while this one waited for the lock.
  */
 export async function saveWorkflowState(
-  tx: TxSql,
+  sql: Db,
   id: string,
   s: WorkflowStateInput,
   cond: WriteCondition,
 ): Promise<WriteOutcome> {
-  const v = {
-    workflow_id: s.workflow_id,
-    workflow_name: s.workflow_name,
-    status: s.status ?? 'pending',
-    user_id: s.user_id ?? null,
-    started_at: s.started_at ?? null,
-    updated_at: s.updated_at ?? null,
-    completed_at: s.completed_at ?? null,
-    context: JSON.stringify(s.context === undefined ? {} : s.context),
-    error: s.error ?? null,
-  };
-  const insert = tx`
-    INSERT INTO workflow_states AS w (id, workflow_id, workflow_name, status, user_id,
-      started_at, updated_at, completed_at, context, error, version)
-    VALUES (${id}::uuid, ${v.workflow_id}, ${v.workflow_name}, ${v.status}, ${v.user_id},
-      COALESCE(${v.started_at}::timestamptz, now()), COALESCE(${v.updated_at}::timestamptz, now()),
-      ${v.completed_at}::timestamptz, ${v.context}::text::jsonb, ${v.error}, 1)`;
-  const assignments = tx`
-    workflow_id = ${v.workflow_id}, workflow_name = ${v.workflow_name}, status = ${v.status},
-    user_id = ${v.user_id}, started_at = COALESCE(${v.started_at}::timestamptz, w.started_at),
-    updated_at = COALESCE(CASE WHEN ${v.updated_at}::timestamptz > w.updated_at THEN ${v.updated_at}::timestamptz END, now()),
-    completed_at = ${v.completed_at}::timestamptz,
-    context = ${v.context}::text::jsonb, error = ${v.error}, version = w.version + 1,
-    doc = NULL`; // rendered by the steps statement; the old one need not be copied into this row version
-
-  let rows: { version: number; created: boolean }[];
-  switch (cond.kind) {
-    case 'any':
-      rows = await tx`${insert} ON CONFLICT (id) DO UPDATE SET ${assignments}
-        RETURNING w.version, (w.xmax = 0) AS created`;
-      break;
-    case 'absent':
-      rows = await tx`${insert} ON CONFLICT (id) DO NOTHING RETURNING w.version, true AS created`;
-      break;
-    case 'exists':
-      rows = await tx`UPDATE workflow_states AS w SET ${assignments} WHERE w.id = ${id}::uuid
-        RETURNING w.version, false AS created`;
-      break;
-    case 'version':
-      rows = await tx`UPDATE workflow_states AS w SET ${assignments}
-        WHERE w.id = ${id}::uuid AND w.version = ANY(${cond.versions}::int[])
-        RETURNING w.version, false AS created`;
-      break;
-  }
-  const [head] = rows;
-  if (!head) return { ok: false, reason: 'precondition' };
-
-  // The steps as given become the stored ones; the document is rendered from them and the row.
-  const [doc] = await tx<{ body: string }[]>`
-    WITH input AS (${stepInput(tx, stepsJson(s.steps))}),
-    removed AS (
-      DELETE FROM step_states d WHERE d.workflow_state_id = ${id}::uuid
-        AND d.step_id NOT IN (SELECT step_id FROM input)),
-    written AS (${upsertChangedSteps(tx, id)})
-    UPDATE workflow_states w SET doc = wss_state_json(w, (
-        SELECT COALESCE(json_object_agg(i.step_id, wss_step_json(i.step_id, i.status, i.started_at, i.completed_at,
-                                                                 i.outputs, i.error, i.retry_count)
-                                        ORDER BY i.step_id), '{}'::json)
-        FROM input i))
-    WHERE w.id = ${id}::uuid
-    RETURNING w.doc::text AS body`;
-  return { ok: true, created: head.created, version: head.version, body: doc!.body };
+  const versions = cond.kind === 'version' ? cond.versions : null;
+  const [row] = await sql<{ version: number; created: boolean; body: string }[]>`
+    SELECT version, created, body FROM wss_save_state(
+      ${id}::uuid, ${cond.kind}, ${versions}::int[],
+      ${s.workflow_id}, ${s.workflow_name}, ${s.status ?? 'pending'}, ${s.user_id ?? null},
+      ${s.started_at ?? null}, ${s.updated_at ?? null}, ${s.completed_at ?? null},
+      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null}, ${stepsJson(s.steps)})`;
+  if (!row) return { ok: false, reason: 'precondition' };
+  return { ok: true, ...row };
 }
 
-/** Changes the given top-level fields and upserts or deletes the given steps, in the caller's transaction. */
+/**
+ * Changes the given top-level fields and upserts or deletes the given steps, in the caller's
+ * transaction: the row first (locking it), then the steps, then the document.
+ */
 export async function patchWorkflowState(
   tx: TxSql,
   id: string,
@@ -186,19 +112,15 @@ export async function patchWorkflowState(
       completed_at = CASE WHEN ${has('completed_at')} THEN ${p.completed_at ?? null}::timestamptz
                           WHEN ${finishing} THEN now() ELSE w.completed_at END,
       updated_at = now(),
-      version = w.version + 1
+      version = w.version + 1,
+      doc = NULL
     WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
     RETURNING w.version`;
   if (!head) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
 
   if (p.steps) {
-    const deleted = Object.entries(p.steps).filter(([, s]) => s === null).map(([k]) => k);
-    await tx`
-      WITH input AS (${stepInput(tx, stepsJson(p.steps))}),
-      removed AS (
-        DELETE FROM step_states d WHERE d.workflow_state_id = ${id}::uuid AND d.step_id = ANY(${deleted}::text[])),
-      written AS (${upsertChangedSteps(tx, id)})
-      SELECT count(*) FROM input`;
+    const deleted = Object.entries(p.steps).filter(([, st]) => st === null).map(([k]) => k);
+    await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(p.steps)}, false, ${deleted}::text[])`;
   }
   return { ok: true, created: false, ...(await storeDocument(tx, id)) };
 }
@@ -207,9 +129,9 @@ export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: string }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-/** Upserts one step and bumps the state's version and updated_at, in the caller's transaction. */
+/** Upserts one step, bumps the state's version and updated_at, in one round trip (wss_save_step). */
 export async function saveStepState(
-  tx: TxSql,
+  sql: Db,
   id: string,
   stepId: string,
   step: StepStateInput,
@@ -217,22 +139,12 @@ export async function saveStepState(
 ): Promise<StepWriteOutcome> {
   const r = stepRecord(stepId, step);
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const locked = await tx`
-    UPDATE workflow_states w SET version = w.version + 1, updated_at = now()
-    WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
-    RETURNING w.id`;
-  if (!locked.length) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  const [row] = await tx<{ body: string; created: boolean }[]>`
-    INSERT INTO step_states AS s
-      (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-    VALUES (${id}::uuid, ${r.step_id}, ${r.status}, ${r.started_at}::timestamptz, ${r.completed_at}::timestamptz,
-      ${JSON.stringify(r.outputs)}::text::jsonb, ${r.error}, ${r.retry_count})
-    ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET
-      status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-      outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count
-    RETURNING wss_step_json(s)::text AS body, (s.xmax = 0) AS created`;
-  const doc = await storeDocument(tx, id);
-  return { ok: true, created: row!.created, version: doc.version, body: row!.body };
+  const [row] = await sql<{ version: number; created: boolean; body: string }[]>`
+    SELECT version, created, body FROM wss_save_step(
+      ${id}::uuid, ${versions}::int[], ${r.step_id}, ${r.status}, ${r.started_at}, ${r.completed_at},
+      ${JSON.stringify(r.outputs)}, ${r.error}, ${r.retry_count})`;
+  if (!row) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
+  return { ok: true, ...row };
 }
 
 /** Deletes a state; steps and checkpoints go with it (ON DELETE CASCADE). */
