@@ -4,11 +4,20 @@ import type { WriteCondition } from './conditions.js';
 
 type Db = Sql | TxSql;
 
-/** A state rendered by PostgreSQL as JSON text, with the version that is its ETag. */
+/**
+ * A state rendered by PostgreSQL as JSON, with the version that is its ETag. The body stays the
+ * UTF-8 bytes PostgreSQL sent (postgres.js `.raw()`): it is written to the client as is, never
+ * decoded into a string and encoded again.
+ */
 export interface StateDocument {
-  body: string;
+  body: Buffer;
   version: number;
 }
+
+type RawRow = (Buffer | null)[];
+const rawText = (b: Buffer | null | undefined) => (b ? b.toString('utf8') : '');
+const rawInt = (b: Buffer | null | undefined) => Number(rawText(b));
+const rawBool = (b: Buffer | null | undefined) => rawText(b) === 't';
 
 export type WriteOutcome =
   | ({ ok: true; created: boolean } & StateDocument)
@@ -46,24 +55,24 @@ const stateDoc = (sql: Db) => sql`COALESCE(w.doc, wss_state_json(w))::text`;
 
 /** Re-renders the stored document of a state after its row and steps changed, in the same transaction. */
 async function storeDocument(tx: TxSql, id: string): Promise<StateDocument> {
-  const [doc] = await tx<StateDocument[]>`
+  const [row] = await tx`
     UPDATE workflow_states w SET doc = wss_state_json(w) WHERE w.id = ${id}::uuid
-    RETURNING w.version, w.doc::text AS body`;
-  return doc!;
+    RETURNING w.version, w.doc::text AS body`.raw() as RawRow[];
+  return { version: rawInt(row![0]), body: row![1]! };
 }
 
 export async function loadWorkflowState(sql: Db, id: string): Promise<StateDocument | undefined> {
-  const [row] = await sql<StateDocument[]>`
-    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w WHERE w.id = ${id}::uuid`;
-  return row;
+  const [row] = await sql`
+    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w WHERE w.id = ${id}::uuid`.raw() as RawRow[];
+  return row && { version: rawInt(row[0]), body: row[1]! };
 }
 
 export async function latestStateForWorkflowId(sql: Db, workflowId: string): Promise<StateDocument | undefined> {
-  const [row] = await sql<StateDocument[]>`
+  const [row] = await sql`
     SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w
     WHERE w.workflow_id = ${workflowId}
-    ORDER BY w.updated_at DESC, w.id DESC LIMIT 1`;
-  return row;
+    ORDER BY w.updated_at DESC, w.id DESC LIMIT 1`.raw() as RawRow[];
+  return row && { version: rawInt(row[0]), body: row[1]! };
 }
 
 /**
@@ -78,14 +87,15 @@ export async function saveWorkflowState(
   cond: WriteCondition,
 ): Promise<WriteOutcome> {
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const [row] = await sql<{ version: number; created: boolean; body: string }[]>`
+  const [row] = await sql`
     SELECT version, created, body FROM wss_save_state(
       ${id}::uuid, ${cond.kind}, ${versions}::int[],
       ${s.workflow_id}, ${s.workflow_name}, ${s.status ?? 'pending'}, ${s.user_id ?? null},
       ${s.started_at ?? null}, ${s.updated_at ?? null}, ${s.completed_at ?? null},
-      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null}, ${stepsJson(s.steps)})`;
+      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null}, ${stepsJson(s.steps)})`
+    .raw() as RawRow[];
   if (!row) return { ok: false, reason: 'precondition' };
-  return { ok: true, ...row };
+  return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
 }
 
 /**
@@ -126,7 +136,7 @@ export async function patchWorkflowState(
 }
 
 export type StepWriteOutcome =
-  | { ok: true; created: boolean; version: number; body: string }
+  | { ok: true; created: boolean; version: number; body: Buffer }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
 /** Upserts one step, bumps the state's version and updated_at, in one round trip (wss_save_step). */
@@ -139,12 +149,12 @@ export async function saveStepState(
 ): Promise<StepWriteOutcome> {
   const r = stepRecord(stepId, step);
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const [row] = await sql<{ version: number; created: boolean; body: string }[]>`
+  const [row] = await sql`
     SELECT version, created, body FROM wss_save_step(
       ${id}::uuid, ${versions}::int[], ${r.step_id}, ${r.status}, ${r.started_at}, ${r.completed_at},
-      ${JSON.stringify(r.outputs)}, ${r.error}, ${r.retry_count})`;
+      ${JSON.stringify(r.outputs)}, ${r.error}, ${r.retry_count})`.raw() as RawRow[];
   if (!row) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  return { ok: true, ...row };
+  return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
 }
 
 /** Deletes a state; steps and checkpoints go with it (ON DELETE CASCADE). */
@@ -173,7 +183,7 @@ export interface ListFilter {
 }
 
 export interface StatePage {
-  items: string[];
+  items: Buffer[];
   last?: { updatedAt: string; id: string };
   more: boolean;
 }
@@ -181,7 +191,7 @@ export interface StatePage {
 /** One query per page, whatever the number of matches: states with their steps, newest updated_at first. */
 export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StatePage> {
   const none = sql``;
-  const rows = await sql<{ body: string; updated_at: string; id: string }[]>`
+  const rows = await sql`
     SELECT ${stateDoc(sql)} AS body, wss_ts(w.updated_at) AS updated_at, w.id::text AS id
     FROM workflow_states w
     WHERE true
@@ -192,11 +202,11 @@ export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StateP
       ${f.updatedAfter ? sql`AND w.updated_at > ${f.updatedAfter}::timestamptz` : none}
       ${f.after ? sql`AND (w.updated_at, w.id) < (${f.after.updatedAt}::timestamptz, ${f.after.id}::uuid)` : none}
     ORDER BY w.updated_at DESC, w.id DESC
-    LIMIT ${f.limit + 1}`;
+    LIMIT ${f.limit + 1}`.raw() as RawRow[];
   const more = rows.length > f.limit;
   const page = more ? rows.slice(0, f.limit) : rows;
   const tail = page.at(-1);
-  return { items: page.map((r) => r.body), more, last: tail && { updatedAt: tail.updated_at, id: tail.id } };
+  return { items: page.map((r) => r[0]!), more, last: tail && { updatedAt: rawText(tail[1]), id: rawText(tail[2]) } };
 }
 
 /** The seed's delete_old_states, in batches so no statement holds many row locks for long. */

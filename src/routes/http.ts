@@ -4,8 +4,8 @@ import type { WriteCondition } from '../repositories/conditions.js';
 
 export const etag = (version: number) => `"${version}"`;
 
-/** Sends JSON that PostgreSQL already rendered: no parse, no stringify. */
-export function sendJsonText(reply: FastifyReply, status: number, body: string, version?: number) {
+/** Sends JSON that PostgreSQL already rendered (text or its UTF-8 bytes): no parse, no stringify. */
+export function sendJsonText(reply: FastifyReply, status: number, body: string | Buffer, version?: number) {
   if (version !== undefined) reply.header('etag', etag(version));
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
@@ -78,5 +78,15 @@ export function decodeCursor(cursor: string, arity: number, check: (keys: string
   throw badRequest('The cursor is not one this service issued.', [{ path: 'query.cursor', message: 'invalid cursor' }]);
 }
 
-export const pageBody = (items: string[], nextCursor: string | null) =>
-  `{"items":[${items.join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`;
+const COMMA = Buffer.from(',');
+
+/** `{"items":[...],"next_cursor":...}` around items that are JSON already. */
+export function pageBody(items: (string | Buffer)[], nextCursor: string | null): Buffer {
+  const parts: Buffer[] = [Buffer.from('{"items":[')];
+  items.forEach((item, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(typeof item === 'string' ? Buffer.from(item) : item);
+  });
+  parts.push(Buffer.from(`],"next_cursor":${JSON.stringify(nextCursor)}}`));
+  return Buffer.concat(parts);
+}
