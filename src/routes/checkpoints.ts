@@ -6,15 +6,13 @@ import { badRequest, conflict, type FieldError, notFound, preconditionFailed, un
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
 import { saveWorkflowState } from '../repositories/workflows.js';
-import { IdParams, IfMatchHeaders, problemResponses, Timestamp } from '../schemas/common.js';
+import { IdParams, IfMatchHeaders, problemResponses } from '../schemas/common.js';
 import {
   Checkpoint, CheckpointInput, CheckpointPage, CheckpointParams, Deleted, ListCheckpointsQuery, PruneCheckpointsQuery,
   RestoreInput, RestorePreview,
 } from '../schemas/checkpoints.js';
 import { WorkflowState, WorkflowStateInput } from '../schemas/workflows.js';
-import { decodeCursor, encodeCursor, pageBody, sendJsonText, writeCondition } from './http.js';
-
-const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+import { decodeCursor, encodeCursor, isStoredTimestamp, pageBody, sendJsonText, writeCondition } from './http.js';
 
 /** A checkpoint's snapshot read as a WorkflowState, or a 422 naming what is wrong with it. */
 function snapshotAsState(snapshot: unknown) {
@@ -113,7 +111,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([t, s]) => TS_RE.test(t!) && Timestamp.safeParse(t).success && /^\d{1,19}$/.test(s!));
+      : decodeCursor(q.cursor, 2, ([t, s]) => isStoredTimestamp(t!) && /^\d{1,19}$/.test(s!));
     const page = await checkpoints.listCheckpoints(sql, req.params.id, {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',

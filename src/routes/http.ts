@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { badRequest, preconditionFailed } from '../errors.js';
 import type { WriteCondition } from '../repositories/conditions.js';
+import { Timestamp, Uuid } from '../schemas/common.js';
 
 export const etag = (version: number) => `"${version}"`;
 
@@ -60,6 +61,11 @@ export function notModified(req: FastifyRequest, version: number): boolean {
   if (!header) return false;
   return entityTags(header).some((t) => t === '*' || t === etag(version) || t === `W/${etag(version)}`);
 }
+
+const STORED_TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+/** A timestamp as this service writes it (so one that came back in a cursor is one it issued). */
+export const isStoredTimestamp = (s: string) => STORED_TS.test(s) && Timestamp.safeParse(s).success;
+export const isUuid = (s: string) => Uuid.safeParse(s).success;
 
 /** Opaque keyset cursors: base64url of a JSON array of the last row's sort keys. */
 export function encodeCursor(keys: string[]): string {

@@ -4,16 +4,15 @@ import { z } from 'zod';
 import { badRequest, notFound, preconditionFailed } from '../errors.js';
 import * as workflows from '../repositories/workflows.js';
 import {
-  ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, Timestamp, WORKFLOW_STATUSES,
+  ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, WORKFLOW_STATUSES,
 } from '../schemas/common.js';
 import {
   ListWorkflowsQuery, StepParams, StepState, StepStateInput, WorkflowIdParams, WorkflowPatch, WorkflowState,
   WorkflowStateInput, WorkflowStatePage,
 } from '../schemas/workflows.js';
-import { decodeCursor, encodeCursor, etag, notModified, pageBody, sendJsonText, writeCondition } from './http.js';
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+import {
+  decodeCursor, encodeCursor, etag, isStoredTimestamp, isUuid, notModified, pageBody, sendJsonText, writeCondition,
+} from './http.js';
 
 function parseStatusFilter(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
@@ -150,7 +149,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([u, i]) => TS_RE.test(u!) && Timestamp.safeParse(u).success && UUID_RE.test(i!));
+      : decodeCursor(q.cursor, 2, ([u, i]) => isStoredTimestamp(u!) && isUuid(i!));
     const page = await workflows.listWorkflowStates(sql, {
       statuses: parseStatusFilter(q.status),
       workflowId: q.workflow_id,
