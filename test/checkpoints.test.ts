@@ -615,3 +615,19 @@ t.test('restore', async (t) => {
     t.same((await app.inject({ url: `/v1/workflows/${id}` })).json(), before, 'nothing written');
   });
 });
+
+t.test('a restore with no body at all (as curl -X POST sends it) applies', async (t) => {
+  const { app } = await buildTestApp(t);
+  const id = randomUUID();
+  await putState(app, id, { steps: { s1: { status: 'running' } } });
+  const cp = await checkpoint(app, id, { step_id: 's1' });
+  await putState(app, id, { steps: { s2: { status: 'pending' } } });
+  const res = await app.inject({ method: 'POST', url: `/v1/checkpoints/${cp.id}/restore` });
+  t.equal(res.statusCode, 200);
+  t.same(Object.keys(res.json().steps), ['s1']);
+  t.equal(res.json().version, 3);
+  const empty = await app.inject({ method: 'POST', url: `/v1/checkpoints/${cp.id}/restore`,
+    headers: { 'content-type': 'application/json' }, payload: '' });
+  t.equal(empty.statusCode, 200, 'an empty JSON body is the same as none');
+  t.equal(empty.json().version, 4);
+});
