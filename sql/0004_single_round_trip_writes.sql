@@ -96,8 +96,6 @@ LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
     v_version INTEGER;
-    v_created BOOLEAN;
-    v_body TEXT;
 BEGIN
     UPDATE workflow_states w SET version = w.version + 1, updated_at = now(), doc = NULL
     WHERE w.id = p_id AND (p_versions IS NULL OR w.version = ANY(p_versions))
@@ -105,15 +103,15 @@ BEGIN
     IF v_version IS NULL THEN
         RETURN;
     END IF;
-    INSERT INTO step_states AS s
-        (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-    VALUES (p_id, p_step_id, p_status, p_started_at::timestamptz, p_completed_at::timestamptz,
-        p_outputs::jsonb, p_error, p_retry_count)
-    ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET
-        status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-        outputs = EXCLUDED.outputs, error = EXCLUDED.error, retry_count = EXCLUDED.retry_count
-    RETURNING wss_step_json(s)::text, (s.xmax = 0) INTO v_body, v_created;
+    -- The state row is locked: nothing else writes this state's steps until commit.
+    created := NOT EXISTS (SELECT 1 FROM step_states s WHERE s.workflow_state_id = p_id AND s.step_id = p_step_id);
+    PERFORM wss_write_steps(p_id, jsonb_build_array(jsonb_build_object(
+        'step_id', p_step_id, 'status', p_status, 'started_at', p_started_at, 'completed_at', p_completed_at,
+        'outputs', p_outputs::jsonb, 'error', p_error, 'retry_count', p_retry_count))::text, false, NULL);
     UPDATE workflow_states w SET doc = wss_state_json(w) WHERE w.id = p_id;
-    RETURN QUERY SELECT v_version, v_created, v_body;
+    SELECT wss_step_json(s)::text INTO body FROM step_states s
+    WHERE s.workflow_state_id = p_id AND s.step_id = p_step_id;
+    version := v_version;
+    RETURN NEXT;
 END
 $$;
