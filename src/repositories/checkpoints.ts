@@ -129,13 +129,6 @@ export async function checkpointSnapshot(
   return row && { workflowStateId: row.workflow_state_id, snapshot: row.snapshot };
 }
 
-/** Locks a state for a restore and answers its version, or undefined when it is gone. */
-export async function lockStateVersion(tx: TxSql, id: string): Promise<number | undefined> {
-  const [row] = await tx<{ version: number }[]>`
-    SELECT version FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
-  return row?.version;
-}
-
 /** Timestamps rendered as stored ones are (UTC, Z, microseconds), in one query, for a preview. */
 export async function renderTimestamps(sql: Db, values: (string | null)[]): Promise<(string | null)[]> {
   if (values.length === 0) return [];

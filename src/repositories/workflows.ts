@@ -157,6 +157,13 @@ export async function saveStepState(
   return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
 }
 
+/** Locks a state for a restore and answers its version, or undefined when it is gone. */
+export async function lockStateVersion(tx: TxSql, id: string): Promise<number | undefined> {
+  const [row] = await tx<{ version: number }[]>`
+    SELECT version FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+  return row?.version;
+}
+
 /** Deletes a state; steps and checkpoints go with it (ON DELETE CASCADE). */
 export async function deleteWorkflowState(
   sql: Db,

@@ -5,7 +5,7 @@ import type { Sql } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
-import { saveWorkflowState } from '../repositories/workflows.js';
+import { lockStateVersion, saveWorkflowState } from '../repositories/workflows.js';
 import { IdParams, IfMatchHeaders, problemResponses } from '../schemas/common.js';
 import {
   Checkpoint, CheckpointInput, CheckpointPage, CheckpointParams, Deleted, ListCheckpointsQuery, PruneCheckpointsQuery,
@@ -207,7 +207,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       // A restored state is a new write: updated_at is now, the snapshot's version is history.
       const input = { ...state, updated_at: undefined, version: undefined };
       if (mode === 'apply') {
-        const current = await checkpoints.lockStateVersion(tx, cp.workflowStateId);
+        const current = await lockStateVersion(tx, cp.workflowStateId);
         if (current === undefined) throw notFound(`Workflow state ${cp.workflowStateId} does not exist.`);
         if (cond?.kind === 'version' && !cond.versions.includes(current)) {
           throw preconditionFailed(`Workflow state ${cp.workflowStateId} is at version ${current}.`);
