@@ -66,17 +66,21 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     return p;
   };
   const is412 = (t: Test, res: Res) => isProblem(t, res, 412, 'Precondition Failed');
+  /** Exactly one response has `ok`, every other is a 412 problem; returns the winner's index. */
+  const oneWinner = (t: Test, results: Res[], ok: number) => {
+    t.same(sortedStatuses(results), [ok, ...Array(results.length - 1).fill(412)]);
+    for (const r of results.filter((r) => r.statusCode !== ok)) is412(t, r);
+    return results.findIndex((r) => r.statusCode === ok);
+  };
 
   t.test(`If-Match "1": ${N} concurrent PUTs, exactly one wins`, async (t) => {
     const { id } = await create({ steps: { old: { status: 'pending' } } });
     const results = await Promise.all(Array.from({ length: N }, (_, i) => put(id, stateBody({
       workflow_name: `writer ${i}`, context: { writer: i }, steps: { [`w${i}`]: { status: 'running', outputs: i } },
     }), { 'if-match': '"1"' })));
-    t.same(sortedStatuses(results), [200, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 200);
+    const winner = oneWinner(t, results, 200);
     t.equal(results[winner]!.headers.etag, '"2"');
     t.equal(results[winner]!.json().version, 2);
-    for (const r of results.filter((r) => r.statusCode !== 200)) is412(t, r);
     const stored = await load(id);
     t.equal(stored.version, 2);
     t.equal(stored.workflow_name, `writer ${winner}`);
@@ -90,10 +94,8 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const results = await Promise.all(Array.from({ length: N }, (_, i) => put(id, stateBody({
       version: 1, workflow_name: `body writer ${i}`, steps: { [`b${i}`]: { status: 'pending' } },
     }))));
-    t.same(sortedStatuses(results), [200, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 200);
+    const winner = oneWinner(t, results, 200);
     t.equal(results[winner]!.headers.etag, '"2"');
-    for (const r of results.filter((r) => r.statusCode !== 200)) is412(t, r);
     const stored = await load(id);
     t.equal(stored.version, 2);
     t.equal(stored.workflow_name, `body writer ${winner}`);
@@ -105,11 +107,9 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const results = await Promise.all(Array.from({ length: N }, (_, i) => patch(id, {
       workflow_name: `patcher ${i}`, context: { patcher: i }, steps: { [`p${i}`]: { status: 'completed' } },
     }, { 'if-match': '"1"' })));
-    t.same(sortedStatuses(results), [200, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 200);
+    const winner = oneWinner(t, results, 200);
     t.equal(results[winner]!.headers.etag, '"2"');
     t.equal(results[winner]!.json().version, 2);
-    for (const r of results.filter((r) => r.statusCode !== 200)) is412(t, r);
     const stored = await load(id);
     t.equal(stored.version, 2);
     t.equal(stored.workflow_name, `patcher ${winner}`);
@@ -122,11 +122,9 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const { id } = await create({ steps: { base: { status: 'running' } } });
     const results = await Promise.all(Array.from({ length: N }, (_, i) =>
       putStep(id, `s${i}`, { status: 'completed', outputs: { by: i } }, { 'if-match': '"1"' })));
-    t.same(sortedStatuses(results), [201, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 201);
+    const winner = oneWinner(t, results, 201);
     t.equal(results[winner]!.headers.etag, '"2"');
     t.same(results[winner]!.json(), storedStep(`s${winner}`, { status: 'completed', outputs: { by: winner } }));
-    for (const r of results.filter((r) => r.statusCode !== 201)) is412(t, r);
     const stored = await load(id);
     t.equal(stored.version, 2);
     t.same(Object.keys(stored.steps), ['base', `s${winner}`], 'no loser inserted its step');
@@ -136,8 +134,7 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const { id } = await create({ steps: { same: { status: 'running' } } });
     const results = await Promise.all(Array.from({ length: N }, (_, i) =>
       putStep(id, 'same', { status: 'failed', error: `e${i}`, retry_count: i }, { 'if-match': '"1"' })));
-    t.same(sortedStatuses(results), [200, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 200);
+    const winner = oneWinner(t, results, 200);
     const stored = await load(id);
     t.equal(stored.version, 2);
     t.same(stored.steps, { same: storedStep('same', { status: 'failed', error: `e${winner}`, retry_count: winner }) });
@@ -146,9 +143,7 @@ t.test('optimistic concurrency and partial writes', async (t) => {
   t.test(`If-Match "1": ${N} concurrent DELETEs, exactly one wins`, async (t) => {
     const { id } = await create();
     const results = await Promise.all(Array.from({ length: N }, () => del(id, { 'if-match': '"1"' })));
-    t.same(sortedStatuses(results), [204, ...Array(N - 1).fill(412)]);
-    t.equal(results.find((r) => r.statusCode === 204)!.body, '');
-    for (const r of results.filter((r) => r.statusCode !== 204)) is412(t, r);
+    t.equal(results[oneWinner(t, results, 204)]!.body, '');
     t.equal((await get(id)).statusCode, 404);
   });
 
@@ -156,11 +151,9 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const id = randomUUID();
     const results = await Promise.all(Array.from({ length: N }, (_, i) =>
       put(id, stateBody({ workflow_name: `creator ${i}` }), { 'if-none-match': '*' })));
-    t.same(sortedStatuses(results), [201, ...Array(N - 1).fill(412)]);
-    const winner = results.findIndex((r) => r.statusCode === 201);
+    const winner = oneWinner(t, results, 201);
     t.equal(results[winner]!.headers.etag, '"1"');
     t.equal(results[winner]!.headers.location, path(id));
-    for (const r of results.filter((r) => r.statusCode !== 201)) is412(t, r);
     const stored = await load(id);
     t.equal(stored.version, 1);
     t.equal(stored.workflow_name, `creator ${winner}`);
