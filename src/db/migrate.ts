@@ -78,10 +78,13 @@ export async function migrate(sql: Sql, migrations: Migration[]): Promise<Migrat
   });
 }
 
-/** The highest applied migration (0 when none is), for the readiness and health checks. */
+/** The highest applied migration (0 when none is), for the readiness and health checks: one query. */
 export async function appliedSchemaVersion(sql: Sql): Promise<number> {
-  const [exists] = await sql<{ t: string | null }[]>`SELECT to_regclass('schema_migrations')::text AS t`;
-  if (!exists?.t) return 0;
-  const [row] = await sql<{ v: number | null }[]>`SELECT max(version) AS v FROM schema_migrations`;
-  return row?.v ?? 0;
+  try {
+    const [row] = await sql<{ v: number | null }[]>`SELECT max(version) AS v FROM schema_migrations`;
+    return row?.v ?? 0;
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return 0; // undefined_table: nothing migrated yet
+    throw err;
+  }
 }

@@ -99,7 +99,7 @@ export async function listCheckpoints(
   return { items: page.map((r) => r.body), more, stateExists, last: tail && { timestamp: tail.ts, seq: tail.seq } };
 }
 
-export async function stateIsKnown(sql: Db, stateId: string): Promise<boolean> {
+async function stateIsKnown(sql: Db, stateId: string): Promise<boolean> {
   const rows = await sql`SELECT 1 FROM workflow_states WHERE id = ${stateId}::uuid`;
   return rows.length > 0;
 }
