@@ -1,6 +1,7 @@
 import type { Sql, TxSql } from '../db/client.js';
 import type { StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
 import type { WriteCondition } from './conditions.js';
+import { renderSteps } from './render.js';
 
 type Db = Sql | TxSql;
 
@@ -76,9 +77,12 @@ export async function latestStateForWorkflowId(sql: Db, workflowId: string): Pro
 }
 
 /**
- * Saves a whole state with its steps replaced exactly, in one round trip (wss_save_state, migration
- * 0004): the row is written and locked first, then the steps statement takes a fresh snapshot, so
- * it sees and deletes steps that a writer committed while this one waited for the lock.
+ * Saves a whole state with its steps replaced exactly, in one round trip. The service renders the
+ * steps (render.ts) and wss_replace_state (migration 0005) writes the row and its document once and
+ * only the steps that changed. Steps with a timestamp the service does not render itself (an
+ * instant in UTC outside years 1-9999) go through wss_save_state (0004), which renders in SQL.
+ * Either way the row is written and locked first, then the steps statement takes a fresh snapshot,
+ * so it sees and deletes steps that a writer committed while this one waited for the lock.
  */
 export async function saveWorkflowState(
   sql: Db,
@@ -87,13 +91,14 @@ export async function saveWorkflowState(
   cond: WriteCondition,
 ): Promise<WriteOutcome> {
   const versions = cond.kind === 'version' ? cond.versions : null;
+  const rendered = renderSteps(s.steps);
   const [row] = await sql`
-    SELECT version, created, body FROM wss_save_state(
+    SELECT version, created, body FROM ${sql(rendered === undefined ? 'wss_save_state' : 'wss_replace_state')}(
       ${id}::uuid, ${cond.kind}, ${versions}::int[],
       ${s.workflow_id}, ${s.workflow_name}, ${s.status ?? 'pending'}, ${s.user_id ?? null},
       ${s.started_at ?? null}, ${s.updated_at ?? null}, ${s.completed_at ?? null},
-      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null}, ${stepsJson(s.steps)})`
-    .raw() as RawRow[];
+      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null},
+      ${rendered ?? stepsJson(s.steps)})`.raw() as RawRow[];
   if (!row) return { ok: false, reason: 'precondition' };
   return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
 }

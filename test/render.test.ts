@@ -1,0 +1,136 @@
+/**
+ * A whole-state save renders its steps in the service (render.ts) and PostgreSQL joins the rest of
+ * the document around them (wss_replace_state). These tests hold that document to what
+ * PostgreSQL itself renders from the stored rows (wss_state_json), timestamps included.
+ */
+import { randomUUID } from 'node:crypto';
+import t from 'tap';
+import { canonicalTimestamp } from '../src/repositories/render.js';
+import { buildTestApp, json, stateBody } from './helper.js';
+
+/** A deterministic pseudo-random source, so a failure can be replayed. */
+function prng(seed: number) {
+  let s = seed >>> 0;
+  return (n: number) => {
+    s = (Math.imul(s, 1_664_525) + 1_013_904_223) >>> 0;
+    return s % n;
+  };
+}
+
+const two = (n: number) => String(n).padStart(2, '0');
+const leap = (y: number) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+const daysIn = (y: number, m: number) => [31, leap(y) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
+
+/** Timestamps the schema accepts: any year, offset within ±15:59, fractions of 0 to 12 digits. */
+function randomTimestamps(count: number): string[] {
+  const r = prng(20261126);
+  const out: string[] = [];
+  const edgeFractions = ['', '.0', '.5', '.0000005', '.0000015', '.0000025', '.9999995', '.9999994999',
+    '.12345650', '.1234565', '.000001', '.999999', '.4999995', '.00000050000001'];
+  for (let i = 0; i < count; i++) {
+    const y = [1, 2, 9999, 9998, 1970, 2000][r(12)] ?? 1 + r(9999);
+    const m = 1 + r(12);
+    const d = 1 + r(daysIn(y, m));
+    const time = `${two(r(24))}:${two(r(60))}:${two(r(60))}`;
+    const fraction = i % 3 === 0 ? edgeFractions[r(edgeFractions.length)]!
+      : r(2) ? `.${String(r(1e9)).padStart(9, '0').slice(0, 1 + r(9))}${'0123456789'.slice(0, r(4))}` : '';
+    const offset = r(3) === 0 ? 'Z' : `${r(2) ? '+' : '-'}${two(r(16))}:${two(r(60))}`;
+    out.push(`${String(y).padStart(4, '0')}-${two(m)}-${two(d)}T${time}${fraction}${offset}`);
+  }
+  return out;
+}
+
+t.test('canonicalTimestamp prints what PostgreSQL stores, for 3,000 timestamps', async (t) => {
+  const { sql } = await buildTestApp(t);
+  const edges = ['0001-01-01T00:00:00+00:01', '0001-01-01T00:00:00-00:01', '0001-01-01T00:00:00Z',
+    '9999-12-31T23:59:59-00:01', '9999-12-31T23:59:59+00:01', '9999-12-31T23:59:59.9999995Z',
+    '9999-12-31T23:59:59.9999994Z', '2024-02-29T23:59:59.9999999-15:59', '1970-01-01T00:00:00.0000005+00:00'];
+  const inputs = [...edges, ...randomTimestamps(3000)];
+  const rows = await sql<{ input: string; printed: string; year: number }[]>`
+    SELECT x AS input, wss_ts(x::timestamptz) AS printed,
+           extract(year FROM x::timestamptz AT TIME ZONE 'UTC')::int AS year
+    FROM unnest(${inputs}::text[]) AS x`;
+  t.equal(rows.length, inputs.length);
+  let same = 0;
+  let declined = 0;
+  const wrong: string[] = [];
+  for (const row of rows) {
+    const mine = canonicalTimestamp(row.input);
+    if (row.year < 1 || row.year > 9999) {
+      if (mine === undefined) declined++;
+      else wrong.push(`${row.input}: ${mine}, PostgreSQL year ${row.year}`);
+    } else if (mine === row.printed) {
+      same++;
+    } else {
+      wrong.push(`${row.input}: ${mine} != ${row.printed}`);
+    }
+  }
+  t.same(wrong.slice(0, 10), [], 'no timestamp printed differently');
+  t.ok(same > 2900, `${same} printed the same`);
+  t.equal(declined, 3, 'the three edges outside years 1-9999 in UTC are left to PostgreSQL');
+  t.equal(canonicalTimestamp('2026-01-01T00:00:00.9999995Z'), '2026-01-01T00:00:01.000000Z', 'rounding carries');
+  t.equal(canonicalTimestamp('2026-03-01T01:30:00+05:30'), '2026-02-28T20:00:00.000000Z', 'offset crosses a month');
+  t.equal(canonicalTimestamp('2026-01-01T00:00:00.000001Z'), '2026-01-01T00:00:00.000001Z');
+  t.equal(canonicalTimestamp('0001-01-01T00:30:00+01:00'), undefined, 'year 0 in UTC');
+});
+
+t.test('a saved document is the one PostgreSQL renders from the stored rows', async (t) => {
+  const { app, sql } = await buildTestApp(t);
+  const deepSorted = (v: unknown): unknown => (Array.isArray(v) ? v.map(deepSorted)
+    : v && typeof v === 'object'
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, deepSorted((v as Record<string, unknown>)[k])]))
+      : v);
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['minimal', stateBody()],
+    ['every field, offsets, long fractions, odd strings', stateBody({
+      status: 'Completed',
+      user_id: 'u-"quoted"\n',
+      started_at: '2026-03-01T01:30:00.1234565+05:30',
+      updated_at: '2026-03-02T00:00:00Z',
+      completed_at: '2026-03-02T00:00:00.9999995-03:00',
+      error: 'failed: "x"\t\u2028 ünïcødé 𝄞',
+      context: { nested: { deep: [1, 2.5, -0.001, 1e21, true, null, 'ß'] }, empty: {}, list: [] },
+      steps: {
+        10: { status: 'running', started_at: '2026-01-01T00:00:00+00:00', outputs: 42 },
+        9: { status: 'completed', outputs: [{ b: 1, a: 2 }], error: null, retry_count: 3 },
+        'z-last': { status: 'FAILED', error: 'boom', completed_at: '9999-12-31T23:59:59.999999Z' },
+        'ä-step': { status: 'skipped', outputs: 'text' },
+      },
+    })],
+    ['a step timestamp PostgreSQL renders itself (year 0 in UTC)', stateBody({
+      steps: { early: { status: 'completed', started_at: '0001-01-01T00:30:00+01:00' } },
+    })],
+  ];
+  for (const [name, body] of cases) {
+    const id = randomUUID();
+    for (const pass of ['create', 'replace']) {
+      const put = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(body) });
+      t.equal(put.statusCode, pass === 'create' ? 201 : 200, `${name}: ${pass} status`);
+      const [row] = await sql<{ rendered: string; stored: string }[]>`
+        SELECT wss_state_json(w)::text AS rendered, w.doc::text AS stored FROM workflow_states w WHERE w.id = ${id}::uuid`;
+      t.equal(put.body, row!.stored, `${name}: ${pass} answers the stored document`);
+      t.same(deepSorted(put.json()), deepSorted(JSON.parse(row!.rendered)), `${name}: ${pass} equals wss_state_json`);
+      const get = await app.inject({ url: `/v1/workflows/${id}` });
+      t.equal(get.body, put.body, `${name}: GET answers the same bytes`);
+    }
+  }
+});
+
+t.test('steps: unchanged ones are kept, absent ones deleted, changed ones written', async (t) => {
+  const { app, sql } = await buildTestApp(t);
+  const id = randomUUID();
+  const steps = { a: { status: 'completed', outputs: { n: 1 } }, b: { status: 'running' }, c: { status: 'pending' } };
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody({ steps })) })).statusCode, 201);
+  const before = await sql<{ step_id: string; xmin: string }[]>`
+    SELECT step_id, xmin::text FROM step_states WHERE workflow_state_id = ${id}::uuid ORDER BY step_id`;
+  const put = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody({
+    steps: { a: steps.a, b: { status: 'completed' }, d: { status: 'pending' } },
+  })) });
+  t.equal(put.statusCode, 200);
+  t.same(Object.keys(put.json().steps), ['a', 'b', 'd']);
+  const after = await sql<{ step_id: string; status: string; xmin: string }[]>`
+    SELECT step_id, status, xmin::text FROM step_states WHERE workflow_state_id = ${id}::uuid ORDER BY step_id`;
+  t.same(after.map((r) => [r.step_id, r.status]), [['a', 'completed'], ['b', 'completed'], ['d', 'pending']]);
+  t.equal(after[0]!.xmin, before[0]!.xmin, 'the unchanged step was not rewritten');
+  t.not(after[1]!.xmin, before[1]!.xmin, 'the changed step was');
+});
