@@ -35,7 +35,10 @@ const arg = (name: string, def: number) => {
 const CONNECTIONS = arg('connections', 32);
 const DURATION = arg('duration', 10);
 const WARMUP = arg('warmup', 3);
-const POOL = 20;
+const POOL = arg('pool', 20);
+/** --only=save,load runs the scenarios whose names start with these words, and skips growth unless named. */
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const wanted = (name: string) => !ONLY || ONLY.some((w) => name.startsWith(w));
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 interface Measure { rps: number; p50: number; p99: number; errors: number; count: number }
@@ -237,7 +240,7 @@ async function main(): Promise<boolean> {
     ] as const;
 
     const rows = [];
-    for (const s of scenarios) {
+    for (const s of scenarios.filter((x) => wanted(x.name))) {
       log(`scenario: ${s.name}`);
       const svc = await overHttp(base, s.http as HttpScenario);
       log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${svc.p99} ms, rss so far ${fmt(rss.peakMb(), 0)} MB`);
@@ -257,13 +260,13 @@ async function main(): Promise<boolean> {
 
     log('growth: one save and one load of larger states');
     const growth = [];
-    for (const g of [
+    for (const g of !ONLY || ONLY.includes('growth') ? [
       { name: '10 steps', steps: 10, ctx: 0 },
       { name: '100 steps', steps: 100, ctx: 0 },
       { name: '1,000 steps', steps: 1000, ctx: 0 },
       { name: '1 MB context', steps: 20, ctx: 1024 * 1024 },
       { name: '5 MB context', steps: 20, ctx: 5 * 1024 * 1024 },
-    ]) {
+    ] : []) {
       const body = JSON.stringify(stateBody(g.steps, g.ctx));
       const id = randomUUID();
       const times = { save: [] as number[], load: [] as number[] };
