@@ -3,7 +3,7 @@
  * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with
  * autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
- * Flags: --connections=32 --duration=10 --warmup=3
+ * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=20 --only=save,load,growth
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -33,7 +33,8 @@ const arg = (name: string, def: number) => {
   return hit ? Number(hit.split('=')[1]) : def;
 };
 const CONNECTIONS = arg('connections', 32);
-const DURATION = arg('duration', 10);
+const DURATION = arg('duration', 12);
+const ROUNDS = arg('rounds', 3);
 const WARMUP = arg('warmup', 3);
 const POOL = arg('pool', 20);
 /** --only=save,load runs the scenarios whose names start with these words, and skips growth unless named. */
@@ -41,7 +42,7 @@ const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split('
 const wanted = (name: string) => !ONLY || ONLY.some((w) => name.startsWith(w));
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-interface Measure { rps: number; p50: number; p99: number; errors: number; count: number }
+interface Measure { rps: number; p50: number; p99: number; errors: number; count: number; seconds: number }
 
 /** Runs `op` from `CONNECTIONS` concurrent loops for `seconds`; latency in ms. */
 async function drive(op: () => Promise<unknown>, seconds: number): Promise<Measure> {
@@ -63,12 +64,29 @@ async function drive(op: () => Promise<unknown>, seconds: number): Promise<Measu
   const elapsed = (performance.now() - started) / 1000;
   lat.sort((a, b) => a - b);
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN;
-  return { rps: lat.length / elapsed, p50: pct(50), p99: pct(99), errors, count: lat.length };
+  return { rps: lat.length / elapsed, p50: pct(50), p99: pct(99), errors, count: lat.length, seconds: elapsed };
 }
 
-async function baseline(op: () => Promise<unknown>): Promise<Measure> {
-  await drive(op, WARMUP);
-  return drive(op, DURATION);
+/**
+ * The service and its two baselines measured in alternation: each warms up once, then ROUNDS rounds
+ * run service, direct, seed, each for DURATION / ROUNDS seconds. The machine's speed drifts over
+ * tens of seconds on shared hosts; alternating spreads that drift over all three instead of
+ * charging it to whichever ran during a slow spell, so the ratios compare like with like.
+ * Requests/s is all requests over all rounds' time; p50 and p99 are the median of the rounds'.
+ */
+async function interleaved(runs: Array<(seconds: number) => Promise<Measure>>): Promise<Measure[]> {
+  for (const run of runs) await run(WARMUP);
+  const rounds: Measure[][] = runs.map(() => []);
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const [k, run] of runs.entries()) rounds[k]!.push(await run(DURATION / ROUNDS));
+  }
+  return rounds.map((ms) => {
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const count = ms.reduce((a, m) => a + m.count, 0);
+    const seconds = ms.reduce((a, m) => a + m.seconds, 0);
+    return { rps: count / seconds, p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)),
+      errors: ms.reduce((a, m) => a + m.errors, 0), count, seconds };
+  });
 }
 
 interface HttpScenario {
@@ -77,29 +95,39 @@ interface HttpScenario {
   body?: () => string;
 }
 
-async function overHttp(base: string, s: HttpScenario): Promise<Measure> {
-  const run = (seconds: number) => autocannon({
-    url: base,
-    connections: CONNECTIONS,
-    duration: seconds,
-    method: s.method,
-    headers: s.body ? { 'content-type': 'application/json' } : {},
-    requests: [{ setupRequest: (req) => ({ ...req, path: s.path(), ...(s.body ? { body: s.body() } : {}) }) }],
-  });
-  await run(WARMUP);
-  const r = await run(DURATION);
-  return {
-    rps: r.requests.total / r.duration,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    errors: r.errors + r.non2xx + r.timeouts,
-    count: r.requests.total,
+/** One autocannon run of a scenario against the service. */
+function overHttp(base: string, s: HttpScenario) {
+  return async (seconds: number): Promise<Measure> => {
+    const r = await autocannon({
+      url: base,
+      connections: CONNECTIONS,
+      duration: seconds,
+      method: s.method,
+      headers: s.body ? { 'content-type': 'application/json' } : {},
+      requests: [{ setupRequest: (req) => ({ ...req, path: s.path(), ...(s.body ? { body: s.body() } : {}) }) }],
+    });
+    return {
+      rps: r.requests.total / r.duration,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      errors: r.errors + r.non2xx + r.timeouts,
+      count: r.requests.total,
+      seconds: r.duration,
+    };
   };
+}
+
+/** node's flags in `npm start`, so the benchmark runs the service exactly as it is started. */
+function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  const command = /\bnode ((?:--\S+ )*)dist\/server\.js/.exec(pkg.scripts.start);
+  if (!command) throw new Error('package.json start script: expected "node [--flags] dist/server.js"');
+  return command[1]!.trim().split(' ').filter(Boolean);
 }
 
 function startService(databaseUrl: string, port: number): ChildProcess {
   // The compiled service, as `npm start` runs it (npm run bench builds it first).
-  const proc = spawn(process.execPath, ['dist/server.js'], {
+  const proc = spawn(process.execPath, [...startFlags(), 'dist/server.js'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       DATABASE_POOL_MAX: String(POOL), CHECKPOINT_RETENTION: '10' },
@@ -242,10 +270,10 @@ async function main(): Promise<boolean> {
     const rows = [];
     for (const s of scenarios.filter((x) => wanted(x.name))) {
       log(`scenario: ${s.name}`);
-      const svc = await overHttp(base, s.http as HttpScenario);
-      log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${svc.p99} ms, rss so far ${fmt(rss.peakMb(), 0)} MB`);
-      const direct = await baseline(s.direct);
-      const seedM = await baseline(s.seed);
+      const [svc, direct, seedM] = await interleaved([
+        overHttp(base, s.http as HttpScenario), (sec) => drive(s.direct, sec), (sec) => drive(s.seed, sec)]) as [Measure, Measure, Measure];
+      log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${svc.p99} ms; direct ${fmt(direct.rps, 0)}; seed ${fmt(seedM.rps, 0)}; ` +
+        `rss so far ${fmt(rss.peakMb(), 0)} MB`);
       const t = s.target as { direct?: number; seed?: number; p99?: number };
       const vsDirect = svc.rps / direct.rps;
       const vsSeed = svc.rps / seedM.rps;
@@ -328,7 +356,7 @@ type Growth = { case: string; requestBytes: number; responseBytes: number; saveM
 
 function render(rows: Row[], growth: Growth[], peakRss: number) {
   const lines: string[] = [];
-  lines.push(`Machine: ${machine()}; concurrency ${CONNECTIONS}, ${WARMUP} s warm-up + ${DURATION} s per run`, '');
+  lines.push(`Machine: ${machine()}; concurrency ${CONNECTIONS}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
   lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | seed req/s | service/direct | service/seed | target | result |');
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of rows) {
