@@ -4,6 +4,7 @@
  * autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
  * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=20 --only=save,load,growth
+ * --loadgen=wrk|autocannon (default: wrk when installed)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +23,7 @@ import { ACTIVE_STATUSES } from '../src/schemas/common.js';
 import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js';
 import { freePort, provideTestPostgres } from '../test/support/database.js';
 import * as seed from './seed-baseline.js';
+import { wrkInstalled, wrkRunner } from './wrk.js';
 import {
   randomActive, randomFinished, randomInt, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
   STEPS, workflowId,
@@ -35,6 +37,8 @@ const arg = (name: string, def: number) => {
 const CONNECTIONS = arg('connections', 32);
 const DURATION = arg('duration', 12);
 const ROUNDS = arg('rounds', 3);
+/** --loadgen=wrk|autocannon; wrk when it is installed, as it leaves more of the 2 cores to the service. */
+const LOADGEN = process.argv.find((a) => a.startsWith('--loadgen='))?.slice(10) ?? (wrkInstalled() ? 'wrk' : 'autocannon');
 const WARMUP = arg('warmup', 3);
 const POOL = arg('pool', 20);
 /** --only=save,load runs the scenarios whose names start with these words, and skips growth unless named. */
@@ -93,10 +97,13 @@ interface HttpScenario {
   method: 'GET' | 'PUT' | 'POST';
   path: () => string;
   body?: () => string;
+  /** The same requests as a wrk Lua `request` function body (helpers in wrk.ts). */
+  lua: string;
 }
 
-/** One autocannon run of a scenario against the service. */
+/** One run of a scenario against the service, with wrk where installed, else autocannon. */
 function overHttp(base: string, s: HttpScenario) {
+  if (LOADGEN === 'wrk') return wrkRunner(base, CONNECTIONS, s.lua);
   return async (seconds: number): Promise<Measure> => {
     const r = await autocannon({
       url: base,
@@ -204,7 +211,8 @@ async function main(): Promise<boolean> {
       {
         name: 'save (PUT, 20 steps)',
         http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}`,
-          body: () => JSON.stringify(stateBodyAfterStep(template)) },
+          body: () => JSON.stringify(stateBodyAfterStep(template)),
+          lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()), json, body_after_step())` },
         direct: () => workflows.saveWorkflowState(sql, stateId(randomFinished()),
           WorkflowStateInput.parse(stateBodyAfterStep(template)), ANY),
         seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
@@ -212,7 +220,8 @@ async function main(): Promise<boolean> {
       },
       {
         name: 'load (GET)',
-        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}` },
+        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}`,
+          lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()))` },
         direct: () => workflows.loadWorkflowState(sql, stateId(randomInt(STATES))),
         seed: () => seed.seedLoad(sql, stateId(randomInt(STATES))),
         target: { direct: 0.5, p99: 20 },
@@ -220,7 +229,8 @@ async function main(): Promise<boolean> {
       {
         name: 'update one step (PUT step)',
         http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}/steps/${stepId(7)}`,
-          body: () => stepJson },
+          body: () => stepJson,
+          lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()) .. '/steps/${stepId(7)}', json, [[${stepJson}]])` },
         direct: () => workflows.saveStepState(sql, stateId(randomFinished()), stepId(7), stepParsed, ANY),
         // The seed has no single-step write: an orchestrator saves the whole state.
         seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
@@ -229,7 +239,8 @@ async function main(): Promise<boolean> {
       {
         name: 'checkpoint (server snapshot)',
         http: { method: 'POST', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints`,
-          body: () => checkpointJson },
+          body: () => checkpointJson,
+          lua: `return wrk.format('POST', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints', json, [[${checkpointJson}]])` },
         direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, stateId(randomInt(STATES)),
           { id: randomUUID(), stepId: stepId(20) }, 10)),
         seed: () => seed.seedCheckpoint(sql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),
@@ -237,14 +248,16 @@ async function main(): Promise<boolean> {
       },
       {
         name: 'latest checkpoint (GET)',
-        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints/latest` },
+        http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints/latest`,
+          lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints/latest')` },
         direct: () => checkpoints.latestCheckpoint(sql, stateId(randomInt(STATES))),
         seed: () => seed.seedLatestCheckpoint(sql, stateId(randomInt(STATES))),
         target: {},
       },
       {
         name: 'list 50 active of 1,000',
-        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50' },
+        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
+          lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
         direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
         // The seed cannot page: list_active_workflows loads every active state (1 + 2 × 1,000 queries).
         seed: () => seed.seedListActive(sql),
@@ -252,7 +265,8 @@ async function main(): Promise<boolean> {
       },
       {
         name: 'list 50 active (seed limited to 50)',
-        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50' },
+        http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
+          lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
         direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
         // The seed's sequence for the same 50 states only: 1 + 2 × 50 queries.
         seed: () => seed.seedListActive(sql, 50),
@@ -260,7 +274,8 @@ async function main(): Promise<boolean> {
       },
       {
         name: 'by workflow_id (GET)',
-        http: { method: 'GET', path: () => `/v1/workflows/by-workflow-id/${workflowId(randomActive())}` },
+        http: { method: 'GET', path: () => `/v1/workflows/by-workflow-id/${workflowId(randomActive())}`,
+          lua: `return wrk.format('GET', '/v1/workflows/by-workflow-id/wf-' .. active())` },
         direct: () => workflows.latestStateForWorkflowId(sql, workflowId(randomActive())),
         seed: () => seed.seedLoadByWorkflowId(sql, workflowId(randomActive())),
         target: {},
@@ -272,7 +287,7 @@ async function main(): Promise<boolean> {
       log(`scenario: ${s.name}`);
       const [svc, direct, seedM] = await interleaved([
         overHttp(base, s.http as HttpScenario), (sec) => drive(s.direct, sec), (sec) => drive(s.seed, sec)]) as [Measure, Measure, Measure];
-      log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${svc.p99} ms; direct ${fmt(direct.rps, 0)}; seed ${fmt(seedM.rps, 0)}; ` +
+      log(`  service ${fmt(svc.rps, 0)} req/s, p99 ${fmt(svc.p99)} ms; direct ${fmt(direct.rps, 0)}; seed ${fmt(seedM.rps, 0)}; ` +
         `rss so far ${fmt(rss.peakMb(), 0)} MB`);
       const t = s.target as { direct?: number; seed?: number; p99?: number };
       const vsDirect = svc.rps / direct.rps;
@@ -280,7 +295,7 @@ async function main(): Promise<boolean> {
       const misses = [
         t.direct !== undefined && vsDirect < t.direct && `service/direct ${fmt(vsDirect, 2)} < ${t.direct}`,
         t.seed !== undefined && vsSeed < t.seed && `service/seed ${fmt(vsSeed, 2)} < ${t.seed}`,
-        t.p99 !== undefined && svc.p99 > t.p99 && `p99 ${svc.p99} ms > ${t.p99} ms`,
+        t.p99 !== undefined && svc.p99 > t.p99 && `p99 ${fmt(svc.p99)} ms > ${t.p99} ms`,
         svc.errors > 0 && `${svc.errors} errors`,
       ].filter(Boolean) as string[];
       rows.push({ scenario: s.name, service: svc, direct, seed: seedM, vsDirect, vsSeed, target: t, misses });
@@ -326,7 +341,7 @@ async function main(): Promise<boolean> {
     const dir = new URL('./results/', import.meta.url);
     await mkdir(dir, { recursive: true });
     const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
-    await writeFile(file, JSON.stringify({ machine: machine(), connections: CONNECTIONS, duration_s: DURATION,
+    await writeFile(file, JSON.stringify({ machine: machine(), load_generator: LOADGEN, connections: CONNECTIONS, duration_s: DURATION,
       warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, passed: report.passed }, null, 2));
     await writeFile(new URL('latest.md', dir), report.text);
     log(`results written to ${fileURLToPath(file)}`);
@@ -356,7 +371,7 @@ type Growth = { case: string; requestBytes: number; responseBytes: number; saveM
 
 function render(rows: Row[], growth: Growth[], peakRss: number) {
   const lines: string[] = [];
-  lines.push(`Machine: ${machine()}; concurrency ${CONNECTIONS}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
+  lines.push(`Machine: ${machine()}; load from ${LOADGEN}, concurrency ${CONNECTIONS}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
   lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | seed req/s | service/direct | service/seed | target | result |');
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of rows) {
