@@ -80,11 +80,7 @@ BEGIN
                     v_completed, p_context, p_error, p_steps, s.version + 1)
             WHERE s.id = p_id AND (p_mode <> 'version' OR s.version = ANY(p_versions))
             RETURNING s.version, false, s.doc::text INTO version, created, body;
-            IF FOUND THEN
-                PERFORM wss_replace_steps(p_id, p_steps);
-                RETURN NEXT;
-                RETURN;
-            END IF;
+            EXIT WHEN FOUND;
             IF p_mode <> 'any' THEN
                 RETURN; -- precondition failed: no row
             END IF;
@@ -98,15 +94,14 @@ BEGIN
                 COALESCE(v_started, v_now), COALESCE(v_updated, v_now), v_completed, p_context, p_error, p_steps, 1))
         ON CONFLICT (id) DO NOTHING
         RETURNING s.version, true, s.doc::text INTO version, created, body;
-        IF FOUND THEN
-            PERFORM wss_replace_steps(p_id, p_steps);
-            RETURN NEXT;
-            RETURN;
-        END IF;
+        EXIT WHEN FOUND;
         IF p_mode = 'absent' THEN
             RETURN;
         END IF;
         -- 'any', and a concurrent save created the state first: replace it.
     END LOOP;
+    -- The row is written and locked: its steps follow, in a statement with a fresh snapshot.
+    PERFORM wss_replace_steps(p_id, p_steps);
+    RETURN NEXT;
 END
 $$;

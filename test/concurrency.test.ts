@@ -251,6 +251,22 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     t.same(Object.keys(stored.steps), [last.toLowerCase()]);
   });
 
+  t.test(`without preconditions: ${N} concurrent PUTs on a new id, one creates, each gets its own version`, async (t) => {
+    const id = randomUUID();
+    const results = await Promise.all(Array.from({ length: N }, (_, i) =>
+      put(id, stateBody({ workflow_name: `w${i}`, steps: { [`s${i}`]: { status: 'pending', outputs: i } } }))));
+    t.same(results.map((r) => r.statusCode).sort(), [...Array(N - 1).fill(200), 201], 'one 201, the others 200');
+    const versions = results.map((r) => Number(JSON.parse(String(r.headers.etag))));
+    t.same([...versions].sort((a, b) => a - b), Array.from({ length: N }, (_, i) => i + 1), 'versions 1..N, once each');
+    const created = results.find((r) => r.statusCode === 201)!;
+    t.equal(created.headers.etag, '"1"', 'the creating PUT has version 1');
+    const last = results[versions.indexOf(N)]!.json();
+    const stored = await load(id);
+    t.equal(stored.version, N);
+    t.equal(stored.workflow_name, last.workflow_name, 'the last writer\'s state is stored');
+    t.same(Object.keys(stored.steps), Object.keys(last.steps), 'with its steps only');
+  });
+
   t.test('GET, modify, PUT the body back: safe by default', async (t) => {
     const { id } = await create({
       context: { n: 1 }, steps: { s1: { status: 'running', retry_count: 1 }, s2: { status: 'pending' } },
