@@ -110,6 +110,25 @@ export function findUnstorable(value: unknown, path: string): FieldError | undef
   return undefined;
 }
 
+const own = (o: unknown, k: string) => o !== null && typeof o === 'object' && Object.hasOwn(o, k);
+
+/**
+ * A "__proto__" key where the schema validates an object: the body, its steps, a step. JSON.parse
+ * keeps such a key, but zod skips it, so it would be dropped without a word; it is refused instead.
+ * (Inside context, outputs and snapshots, which are free JSON, it is kept and stored.)
+ */
+function protoKey(body: unknown): FieldError | undefined {
+  const message = 'a key named __proto__ is not accepted here';
+  if (own(body, '__proto__')) return { path: 'body.__proto__', message };
+  const steps = own(body, 'steps') ? (body as { steps: unknown }).steps : undefined;
+  if (own(steps, '__proto__')) return { path: 'body.steps.__proto__', message };
+  if (steps === null || typeof steps !== 'object') return undefined;
+  for (const [k, step] of Object.entries(steps)) {
+    if (own(step, '__proto__')) return { path: `body.steps.${k}.__proto__`, message };
+  }
+  return undefined;
+}
+
 /**
  * JSON bodies: strict UTF-8, parsed once; values PostgreSQL would refuse or alter are a 400 naming
  * the field, so they never reach the database as a 500 or get silently changed.
@@ -155,7 +174,7 @@ export function registerJsonBody(app: FastifyInstance) {
   app.addContentTypeParser(/^application\/[\w.-]+\+json$/, { parseAs: 'buffer' }, parser);
   // Path and query strings come percent-decoded, so %00 reaches here as a NUL.
   app.addHook('preValidation', async (req) => {
-    const bad = findUnstorable(req.params, 'params') ?? findUnstorable(req.query, 'query');
+    const bad = findUnstorable(req.params, 'params') ?? findUnstorable(req.query, 'query') ?? protoKey(req.body);
     if (bad) throw badRequest(`Invalid ${bad.path.split('.')[0]}: ${bad.path}`, [bad]);
   });
 }

@@ -134,3 +134,16 @@ t.test('steps: unchanged ones are kept, absent ones deleted, changed ones writte
   t.equal(after[0]!.xmin, before[0]!.xmin, 'the unchanged step was not rewritten');
   t.not(after[1]!.xmin, before[1]!.xmin, 'the changed step was');
 });
+
+t.test('a __proto__ key inside context and outputs is kept, as any other key', async (t) => {
+  const { app } = await buildTestApp(t);
+  const id = randomUUID();
+  const put = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, headers: { 'content-type': 'application/json' },
+    payload: '{"workflow_id":"w","workflow_name":"n","context":{"__proto__":{"x":1}},' +
+      '"steps":{"a":{"status":"completed","outputs":{"__proto__":[2]}}}}' });
+  t.equal(put.statusCode, 201);
+  const got = JSON.parse((await app.inject({ url: `/v1/workflows/${id}` })).body);
+  t.ok(Object.hasOwn(got.context, '__proto__'), 'context keeps its __proto__ key');
+  t.same(Object.getOwnPropertyDescriptor(got.context, '__proto__')?.value, { x: 1 });
+  t.same(Object.getOwnPropertyDescriptor(got.steps.a.outputs, '__proto__')?.value, [2], 'outputs too');
+});

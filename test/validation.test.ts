@@ -84,6 +84,13 @@ t.test('validation of request bodies, paths and queries', async (t) => {
       { name: 'unknown field inside a step',
         req: (id) => put(id, stateBody({ steps: { s1: { status: 'pending', colour: 'red' } } })),
         paths: ['body.steps.s1.colour'] },
+      // "__proto__" keys, which zod would drop silently
+      { name: 'a step named __proto__', paths: ['body.steps.__proto__'], req: (id) => putRaw(id,
+        '{"workflow_id":"w","workflow_name":"n","steps":{"a":{"status":"pending"},"__proto__":{"status":"pending"}}}') },
+      { name: 'a top-level __proto__ key', paths: ['body.__proto__'],
+        req: (id) => putRaw(id, '{"workflow_id":"w","workflow_name":"n","__proto__":{"x":1}}') },
+      { name: 'a __proto__ key inside a step', paths: ['body.steps.a.__proto__'],
+        req: (id) => putRaw(id, '{"workflow_id":"w","workflow_name":"n","steps":{"a":{"status":"pending","__proto__":{}}}}') },
       // NUL characters anywhere
       { name: 'NUL nested deep inside context',
         req: (id) => put(id, stateBody({ context: { a: { b: ['ok', 'x\u0000y'] } } })), paths: ['body.context.a.b.1'] },
