@@ -173,8 +173,8 @@ export function registerJsonBody(app: FastifyInstance) {
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parser);
   app.addContentTypeParser(/^application\/[\w.-]+\+json$/, { parseAs: 'buffer' }, parser);
   // Path and query strings come percent-decoded, so %00 reaches here as a NUL.
-  app.addHook('preValidation', async (req) => {
+  app.addHook('preValidation', (req, _reply, done) => {
     const bad = findUnstorable(req.params, 'params') ?? findUnstorable(req.query, 'query') ?? protoKey(req.body);
-    if (bad) throw badRequest(`Invalid ${bad.path.split('.')[0]}: ${bad.path}`, [bad]);
+    done(bad ? badRequest(`Invalid ${bad.path.split('.')[0]}: ${bad.path}`, [bad]) : undefined);
   });
 }

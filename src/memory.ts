@@ -30,18 +30,22 @@ export function registerLargeBodyGc(app: FastifyInstance, opts: LargeBodyGcOptio
     gc();
   };
 
-  app.addHook('preHandler', async (req) => {
+  // Callback hooks, not async ones: they run on every request and mostly do nothing.
+  app.addHook('preHandler', (req, _reply, done) => {
     if (Number(req.headers['content-length'] ?? 0) > threshold && Date.now() - last >= interval) collect();
+    done();
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const large = Number(req.headers['content-length'] ?? 0) > threshold ||
       Number(reply.getHeader('content-length') ?? 0) > threshold;
-    if (!large || timer) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      collect();
-    }, Math.max(10, last + interval - Date.now()));
-    timer.unref();
+    if (large && !timer) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        collect();
+      }, Math.max(10, last + interval - Date.now()));
+      timer.unref();
+    }
+    done();
   });
   app.addHook('onClose', async () => clearTimeout(timer));
 }
