@@ -39,6 +39,29 @@ function rint(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** One step as a state's document shows it (and as the step-writing functions read it). */
+export interface StepRecord {
+  step_id: string;
+  status: string;
+  started_at: string | null;
+  completed_at: string | null;
+  outputs: unknown;
+  error: string | null;
+  retry_count: number;
+}
+
+export function stepRecord(stepId: string, s: StepStateInput): StepRecord {
+  return {
+    step_id: stepId,
+    status: s.status,
+    started_at: s.started_at ?? null,
+    completed_at: s.completed_at ?? null,
+    outputs: s.outputs ?? null,
+    error: s.error ?? null,
+    retry_count: s.retry_count ?? 0,
+  };
+}
+
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 
 /**
@@ -74,21 +97,13 @@ export function canonicalTimestamp(s: string): string | undefined {
  * in the document as is. Undefined when a timestamp is one the service does not render itself.
  */
 export function renderSteps(steps: Record<string, StepStateInput> | undefined): string | undefined {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, StepRecord> = {};
   for (const id of Object.keys(steps ?? {}).sort()) {
-    const st = steps![id]!;
-    const startedAt = st.started_at == null ? null : canonicalTimestamp(st.started_at);
-    const completedAt = st.completed_at == null ? null : canonicalTimestamp(st.completed_at);
+    const record = stepRecord(id, steps![id]!);
+    const startedAt = record.started_at === null ? null : canonicalTimestamp(record.started_at);
+    const completedAt = record.completed_at === null ? null : canonicalTimestamp(record.completed_at);
     if (startedAt === undefined || completedAt === undefined) return undefined;
-    out[id] = {
-      step_id: id,
-      status: st.status,
-      started_at: startedAt,
-      completed_at: completedAt,
-      outputs: st.outputs ?? null,
-      error: st.error ?? null,
-      retry_count: st.retry_count ?? 0,
-    };
+    out[id] = { ...record, started_at: startedAt, completed_at: completedAt };
   }
   return JSON.stringify(out);
 }

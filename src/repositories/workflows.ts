@@ -1,7 +1,7 @@
 import type { Sql, TxSql } from '../db/client.js';
 import type { StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
 import type { WriteCondition } from './conditions.js';
-import { renderSteps } from './render.js';
+import { renderSteps, stepRecord } from './render.js';
 
 type Db = Sql | TxSql;
 
@@ -23,28 +23,6 @@ const rawBool = (b: Buffer | null | undefined) => rawText(b) === 't';
 export type WriteOutcome =
   | ({ ok: true; created: boolean } & StateDocument)
   | { ok: false; reason: 'precondition' | 'not-found' };
-
-interface StepRecord {
-  step_id: string;
-  status: string;
-  started_at: string | null;
-  completed_at: string | null;
-  outputs: unknown;
-  error: string | null;
-  retry_count: number;
-}
-
-function stepRecord(stepId: string, s: StepStateInput): StepRecord {
-  return {
-    step_id: stepId,
-    status: s.status,
-    started_at: s.started_at ?? null,
-    completed_at: s.completed_at ?? null,
-    outputs: s.outputs ?? null,
-    error: s.error ?? null,
-    retry_count: s.retry_count ?? 0,
-  };
-}
 
 const stepsJson = (steps: Record<string, StepStateInput | null> | undefined) =>
   JSON.stringify(
