@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: starts PostgreSQL (embedded, or BENCH_DATABASE_URL) and the service in its own
- * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with
- * autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
+ * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with wrk
+ * (where installed) or autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
  * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=20 --only=save,load,growth
  * --loadgen=wrk|autocannon (default: wrk when installed)
@@ -23,7 +23,7 @@ import { ACTIVE_STATUSES } from '../src/schemas/common.js';
 import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js';
 import { freePort, provideTestPostgres } from '../test/support/database.js';
 import * as seed from './seed-baseline.js';
-import { wrkInstalled, wrkRunner } from './wrk.js';
+import { luaString, wrkInstalled, wrkRunner } from './wrk.js';
 import {
   randomActive, randomFinished, randomInt, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
   STEPS, workflowId,
@@ -46,7 +46,7 @@ const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split('
 const wanted = (name: string) => !ONLY || ONLY.some((w) => name.startsWith(w));
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-interface Measure { rps: number; p50: number; p99: number; errors: number; count: number; seconds: number }
+export interface Measure { rps: number; p50: number; p99: number; errors: number; count: number; seconds: number }
 
 /** Runs `op` from `CONNECTIONS` concurrent loops for `seconds`; latency in ms. */
 async function drive(op: () => Promise<unknown>, seconds: number): Promise<Measure> {
@@ -233,7 +233,7 @@ async function main(): Promise<boolean> {
         name: 'update one step (PUT step)',
         http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}/steps/${stepId(7)}`,
           body: () => stepJson,
-          lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()) .. '/steps/${stepId(7)}', json, [[${stepJson}]])` },
+          lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()) .. '/steps/${stepId(7)}', json, ${luaString(stepJson)})` },
         direct: () => workflows.saveStepState(sql, stateId(randomFinished()), stepId(7), stepParsed, ANY),
         // The seed has no single-step write: an orchestrator saves the whole state.
         seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
@@ -243,7 +243,7 @@ async function main(): Promise<boolean> {
         name: 'checkpoint (server snapshot)',
         http: { method: 'POST', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints`,
           body: () => checkpointJson,
-          lua: `return wrk.format('POST', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints', json, [[${checkpointJson}]])` },
+          lua: `return wrk.format('POST', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints', json, ${luaString(checkpointJson)})` },
         direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, stateId(randomInt(STATES)),
           { id: randomUUID(), stepId: stepId(20) }, 10)),
         seed: () => seed.seedCheckpoint(sql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),

@@ -8,6 +8,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Measure } from './run.js';
 import { STATES, STEPS, stateBody } from './workload.js';
 
 export function wrkInstalled(): boolean {
@@ -55,19 +56,11 @@ done = function(summary, latency, requests)
 end
 `;
 
-function luaString(s: string): string {
+/** A Lua long-bracket string literal holding s as is. */
+export function luaString(s: string): string {
   let level = '';
   while (s.includes(`]${level}]`)) level += '=';
   return `[${level}[${s}]${level}]`;
-}
-
-export interface WrkResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  count: number;
-  seconds: number;
 }
 
 /** A scenario's `request` function body in Lua, using the prelude's helpers. */
@@ -75,7 +68,7 @@ export function wrkRunner(base: string, connections: number, requestLua: string)
   const dir = mkdtempSync(join(tmpdir(), 'wss-wrk-'));
   const script = join(dir, 'scenario.lua');
   writeFileSync(script, `${PRELUDE}\nrequest = function()\n${requestLua}\nend\n`);
-  return (seconds: number) => new Promise<WrkResult>((resolve, reject) => {
+  return (seconds: number) => new Promise<Measure>((resolve, reject) => {
     execFile('wrk', ['-t2', `-c${connections}`, `-d${Math.round(seconds)}s`, '-s', script, base],
       { encoding: 'utf8' }, (err, stdout, stderr) => {
         const line = /^WRK (.*)$/m.exec(stdout);
