@@ -25,7 +25,7 @@ import { freePort, provideTestPostgres } from '../test/support/database.js';
 import * as seed from './seed-baseline.js';
 import { luaString, wrkInstalled, wrkRunner } from './wrk.js';
 import {
-  randomActive, randomFinished, randomInt, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
+  randomActive, randomFinished, randomInt, seedSeedSchema, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
   STEPS, workflowId,
 } from './workload.js';
 
@@ -183,6 +183,8 @@ async function main(): Promise<boolean> {
   u.pathname = `/${dbName}`;
   const url = u.toString();
   const sql = createSql(url, { max: POOL });
+  // The seed baseline runs on the seed's own tables (schema seed), through the same client and pool size.
+  const seedSql = createSql(url, { max: POOL, searchPath: 'seed' });
   let service: ChildProcess | undefined;
   try {
     await migrate(sql, await loadMigrations());
@@ -191,10 +193,12 @@ async function main(): Promise<boolean> {
     // Every state has one checkpoint, so "latest" always answers 200.
     await sql`
       INSERT INTO checkpoints (id, workflow_state_id, step_id, timestamp, snapshot)
-      SELECT gen_random_uuid(), w.id, 'step-20', now(), wss_state_json(w)::jsonb FROM workflow_states w`;
+      SELECT gen_random_uuid(), w.id, 'step-20', now(), w.doc::jsonb FROM workflow_states w`;
+    log('seeding the same in the seed\'s own tables (schema seed)...');
+    await seedSeedSchema(sql);
     // Start every run from the same settled state: hint bits and visibility map set, statistics
     // current, and the seeding's WAL checkpointed (else a checkpoint lands in the first scenarios).
-    await sql`VACUUM (ANALYZE) workflow_states, step_states, checkpoints`;
+    await sql`VACUUM (ANALYZE) workflow_states, checkpoints, seed.workflow_states, seed.step_states, seed.checkpoints`;
     await sql`CHECKPOINT`;
 
     const port = await freePort();
@@ -218,7 +222,7 @@ async function main(): Promise<boolean> {
           lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()), json, body_after_step())` },
         direct: () => workflows.saveWorkflowState(sql, stateId(randomFinished()),
           WorkflowStateInput.parse(stateBodyAfterStep(template)), ANY),
-        seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
+        seed: () => seed.seedSave(seedSql, stateId(randomFinished()), stateBodyAfterStep(template)),
         target: { direct: 0.6, seed: 3, p99: 40 },
       },
       {
@@ -226,7 +230,7 @@ async function main(): Promise<boolean> {
         http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}`,
           lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()))` },
         direct: () => workflows.loadWorkflowState(sql, stateId(randomInt(STATES))),
-        seed: () => seed.seedLoad(sql, stateId(randomInt(STATES))),
+        seed: () => seed.seedLoad(seedSql, stateId(randomInt(STATES))),
         target: { direct: 0.5, p99: 20 },
       },
       {
@@ -236,7 +240,7 @@ async function main(): Promise<boolean> {
           lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()) .. '/steps/${stepId(7)}', json, ${luaString(stepJson)})` },
         direct: () => workflows.saveStepState(sql, stateId(randomFinished()), stepId(7), stepParsed, ANY),
         // The seed has no single-step write: an orchestrator saves the whole state.
-        seed: () => seed.seedSave(sql, stateId(randomFinished()), stateBodyAfterStep(template)),
+        seed: () => seed.seedSave(seedSql, stateId(randomFinished()), stateBodyAfterStep(template)),
         target: {},
       },
       {
@@ -246,7 +250,7 @@ async function main(): Promise<boolean> {
           lua: `return wrk.format('POST', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints', json, ${luaString(checkpointJson)})` },
         direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, stateId(randomInt(STATES)),
           { id: randomUUID(), stepId: stepId(20) }, 10)),
-        seed: () => seed.seedCheckpoint(sql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),
+        seed: () => seed.seedCheckpoint(seedSql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),
         target: { direct: 0.5 },
       },
       {
@@ -254,7 +258,7 @@ async function main(): Promise<boolean> {
         http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints/latest`,
           lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints/latest')` },
         direct: () => checkpoints.latestCheckpoint(sql, stateId(randomInt(STATES))),
-        seed: () => seed.seedLatestCheckpoint(sql, stateId(randomInt(STATES))),
+        seed: () => seed.seedLatestCheckpoint(seedSql, stateId(randomInt(STATES))),
         target: {},
       },
       {
@@ -263,7 +267,7 @@ async function main(): Promise<boolean> {
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
         direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
         // The seed cannot page: list_active_workflows loads every active state (1 + 2 × 1,000 queries).
-        seed: () => seed.seedListActive(sql),
+        seed: () => seed.seedListActive(seedSql),
         target: { seed: 20 },
       },
       {
@@ -272,7 +276,7 @@ async function main(): Promise<boolean> {
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
         direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
         // The seed's sequence for the same 50 states only: 1 + 2 × 50 queries.
-        seed: () => seed.seedListActive(sql, 50),
+        seed: () => seed.seedListActive(seedSql, 50),
         target: {},
       },
       {
@@ -280,7 +284,7 @@ async function main(): Promise<boolean> {
         http: { method: 'GET', path: () => `/v1/workflows/by-workflow-id/${workflowId(randomActive())}`,
           lua: `return wrk.format('GET', '/v1/workflows/by-workflow-id/wf-' .. active())` },
         direct: () => workflows.latestStateForWorkflowId(sql, workflowId(randomActive())),
-        seed: () => seed.seedLoadByWorkflowId(sql, workflowId(randomActive())),
+        seed: () => seed.seedLoadByWorkflowId(seedSql, workflowId(randomActive())),
         target: {},
       },
     ] as const;
@@ -353,6 +357,7 @@ async function main(): Promise<boolean> {
     service?.kill('SIGTERM');
     if (service) await new Promise((r) => service!.once('exit', r));
     await sql.end({ timeout: 5 });
+    await seedSql.end({ timeout: 5 });
     await admin`DROP DATABASE IF EXISTS ${admin(dbName)} WITH (FORCE)`.catch(() => {});
     await admin.end();
     await pg.stop();

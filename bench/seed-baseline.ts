@@ -1,7 +1,8 @@
 /**
- * The seed's statement sequences (llm-orchestrator-state's PostgresStateStore), issued on the same
- * tables through the same client: one statement per step on save, 1 + 2N queries to list N states.
- * JSON values are bound as text, as the seed binds serde_json strings.
+ * The seed's statement sequences (llm-orchestrator-state's PostgresStateStore), issued on the seed's
+ * own tables (its schema, in schema `seed` of the benchmark's database) through the same client:
+ * one statement per step on save, 1 + 2N queries to list N states. JSON values are bound as text
+ * into its TEXT columns, as the seed binds serde_json strings.
  */
 import type { Sql } from '../src/db/client.js';
 import { ACTIVE_STATUSES } from '../src/schemas/common.js';
@@ -14,14 +15,14 @@ export async function seedSave(sql: Sql, id: string, s: Body): Promise<void> {
       INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id,
         started_at, updated_at, completed_at, context, error)
       VALUES (${id}::uuid, ${s.workflow_id}, ${s.workflow_name}, ${s.status}, ${s.user_id},
-        ${s.started_at}::timestamptz, now(), ${s.completed_at}::timestamptz, ${JSON.stringify(s.context)}::text::jsonb, ${s.error})
+        ${s.started_at}::timestamptz, now(), ${s.completed_at}::timestamptz, ${JSON.stringify(s.context)}, ${s.error})
       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
         completed_at = EXCLUDED.completed_at, context = EXCLUDED.context, error = EXCLUDED.error`;
     for (const [stepId, st] of Object.entries(s.steps)) {
       await tx`
         INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
         VALUES (${id}::uuid, ${stepId}, ${st.status}, ${st.started_at}::timestamptz, ${st.completed_at}::timestamptz,
-          ${JSON.stringify(st.outputs)}::text::jsonb, ${st.error}, ${st.retry_count})
+          ${JSON.stringify(st.outputs)}, ${st.error}, ${st.retry_count})
         ON CONFLICT (workflow_state_id, step_id) DO UPDATE SET status = EXCLUDED.status,
           started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, outputs = EXCLUDED.outputs,
           error = EXCLUDED.error, retry_count = EXCLUDED.retry_count`;
@@ -60,7 +61,7 @@ export async function seedCheckpoint(sql: Sql, id: string, checkpointId: string,
   const snapshot = await seedLoad(sql, id);
   await sql`
     INSERT INTO checkpoints (id, workflow_state_id, step_id, timestamp, snapshot)
-    VALUES (${checkpointId}::uuid, ${id}::uuid, ${stepId}, now(), ${JSON.stringify(snapshot)}::text::jsonb)`;
+    VALUES (${checkpointId}::uuid, ${id}::uuid, ${stepId}, now(), ${JSON.stringify(snapshot)})`;
   await sql`
     DELETE FROM checkpoints WHERE workflow_state_id = ${id}::uuid AND id NOT IN (
       SELECT id FROM checkpoints WHERE workflow_state_id = ${id}::uuid ORDER BY timestamp DESC LIMIT 10)`;

@@ -1,5 +1,8 @@
 /** The benchmark's data set and request bodies, shared by the HTTP scenarios and the baselines. */
+import { readFileSync } from 'node:fs';
 import type { Sql } from '../src/db/client.js';
+import { renderSteps } from '../src/repositories/render.js';
+import { WorkflowStateInput } from '../src/schemas/workflows.js';
 
 export const STATES = 10_000;
 export const STEPS = 20;
@@ -24,26 +27,52 @@ export function randomFinished(): number {
   }
 }
 
+const stateRows = (sql: Sql, context: 'jsonb' | 'text') => sql`
+  INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id, started_at, updated_at, completed_at, context)
+  SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'wf-' || i, 'Bench workflow',
+         CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END, 'user-' || (i % 100),
+         now() - make_interval(secs => i), now() - make_interval(secs => i),
+         CASE WHEN i % 10 = 0 THEN NULL ELSE now() - make_interval(secs => i) END,
+         ${sql.unsafe(`json_build_object('inputs', json_build_object('query', 'question ' || i, 'top_k', 5), 'model', 'claude')::${context}`)}
+  FROM generate_series(1, ${STATES}::int) i`;
+
+/** The service's tables: 10,000 states, each with the 20 steps of stepBody() in its document. */
 export async function seedStates(sql: Sql): Promise<void> {
   await sql`TRUNCATE workflow_states CASCADE`;
-  await sql`
-    INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id, started_at, updated_at, completed_at, context)
-    SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'wf-' || i, 'Bench workflow',
-           CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END, 'user-' || (i % 100),
-           now() - make_interval(secs => i), now() - make_interval(secs => i),
-           CASE WHEN i % 10 = 0 THEN NULL ELSE now() - make_interval(secs => i) END,
-           jsonb_build_object('inputs', jsonb_build_object('query', 'question ' || i, 'top_k', 5), 'model', 'claude')
-    FROM generate_series(1, ${STATES}::int) i`;
-  // Steps as stepBody() writes them: an orchestrator re-saving its workflow after a step changes one.
-  await sql`
-    INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
-    SELECT w.id, 'step-' || lpad(s::text, 2, '0'), 'completed', '2026-01-01T00:00:00.000001Z', '2026-01-01T00:00:01.000001Z',
-           jsonb_build_object('tokens', s * 10, 'text', repeat('y', 100)), NULL, 0
-    FROM workflow_states w, generate_series(1, ${STEPS}::int) s`;
-  // Stored documents, as the service's own writes leave them.
-  await sql`UPDATE workflow_states w SET doc = wss_state_json(w)`;
+  await stateRows(sql, 'jsonb');
+  // Steps as stepBody() writes them, rendered as the service renders a save's steps: an
+  // orchestrator re-saving its workflow after a step changes one of them.
+  const steps = renderSteps(WorkflowStateInput.parse(stateBody()).steps)!;
+  await sql`UPDATE workflow_states w SET doc = wss_state_json(w, ${steps}::text::json)`;
   await sql`ANALYZE workflow_states`;
-  await sql`ANALYZE step_states`;
+}
+
+/**
+ * The seed's own tables, created by its schema (verbatim, test/fixtures/seed-schema.sql) in schema
+ * `seed` of the same database, with the same states and steps as seedStates: JSON as TEXT, one row
+ * per step, and one checkpoint per state.
+ */
+export async function seedSeedSchema(sql: Sql): Promise<void> {
+  const schema = readFileSync(new URL('../test/fixtures/seed-schema.sql', import.meta.url), 'utf8');
+  await sql`DROP SCHEMA IF EXISTS seed CASCADE`;
+  await sql`CREATE SCHEMA seed`;
+  await sql.begin(async (tx) => {
+    await tx`SET LOCAL search_path = seed`;
+    await tx.unsafe(schema);
+    await stateRows(tx as unknown as Sql, 'text');
+    await tx`
+      INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
+      SELECT w.id, 'step-' || lpad(s::text, 2, '0'), 'completed', '2026-01-01T00:00:00.000001Z', '2026-01-01T00:00:01.000001Z',
+             json_build_object('tokens', s * 10, 'text', repeat('y', 100))::text, NULL, 0
+      FROM workflow_states w, generate_series(1, ${STEPS}::int) s`;
+    await tx`
+      INSERT INTO checkpoints (id, workflow_state_id, step_id, timestamp, snapshot)
+      SELECT gen_random_uuid(), w.id, 'step-20', now(), d.doc::text
+      FROM workflow_states w JOIN public.workflow_states d ON d.id = w.id`;
+  });
+  await sql`ANALYZE seed.workflow_states`;
+  await sql`ANALYZE seed.step_states`;
+  await sql`ANALYZE seed.checkpoints`;
 }
 
 export function stepBody(s: number) {

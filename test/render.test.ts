@@ -1,11 +1,13 @@
 /**
  * A whole-state save renders its steps in the service (render.ts) and PostgreSQL joins the rest of
- * the document around them (wss_replace_state). These tests hold that document to what
- * PostgreSQL itself renders from the stored rows (wss_state_json), timestamps included.
+ * the document around them (wss_replace_state). These tests hold that document to what PostgreSQL
+ * itself renders: the state from its row (wss_state_json), the steps from the same step records
+ * (wss_render_steps, which the other write paths use), timestamps included.
  */
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
-import { canonicalTimestamp } from '../src/repositories/render.js';
+import { canonicalTimestamp, stepRecord } from '../src/repositories/render.js';
+import { WorkflowStateInput } from '../src/schemas/workflows.js';
 import { buildTestApp, json, stateBody } from './helper.js';
 
 /** A deterministic pseudo-random source, so a failure can be replayed. */
@@ -74,7 +76,7 @@ t.test('canonicalTimestamp prints what PostgreSQL stores, for 3,000 timestamps',
   t.equal(canonicalTimestamp('0001-01-01T00:30:00+01:00'), undefined, 'year 0 in UTC');
 });
 
-t.test('a saved document is the one PostgreSQL renders from the stored rows', async (t) => {
+t.test('a saved document is the one PostgreSQL renders from the row and the step records', async (t) => {
   const { app, sql } = await buildTestApp(t);
   const deepSorted = (v: unknown): unknown => (Array.isArray(v) ? v.map(deepSorted)
     : v && typeof v === 'object'
@@ -110,29 +112,73 @@ t.test('a saved document is the one PostgreSQL renders from the stored rows', as
         SELECT wss_state_json(w)::text AS rendered, w.doc::text AS stored FROM workflow_states w WHERE w.id = ${id}::uuid`;
       t.equal(put.body, row!.stored, `${name}: ${pass} answers the stored document`);
       t.same(deepSorted(put.json()), deepSorted(JSON.parse(row!.rendered)), `${name}: ${pass} equals wss_state_json`);
+      const parsed = WorkflowStateInput.parse(body);
+      const records = Object.entries(parsed.steps ?? {}).map(([stepId, st]) => stepRecord(stepId, st));
+      const [steps] = await sql<{ text: string }[]>`SELECT wss_render_steps(${JSON.stringify(records)}) AS text`;
+      t.same(deepSorted(put.json().steps), deepSorted(JSON.parse(steps!.text)),
+        `${name}: ${pass} steps equal what PostgreSQL renders from the same records`);
       const get = await app.inject({ url: `/v1/workflows/${id}` });
       t.equal(get.body, put.body, `${name}: GET answers the same bytes`);
     }
   }
 });
 
-t.test('steps: unchanged ones are kept, absent ones deleted, changed ones written', async (t) => {
+t.test('steps live in the document: a PUT replaces them exactly, the step_states view shows them', async (t) => {
   const { app, sql } = await buildTestApp(t);
   const id = randomUUID();
   const steps = { a: { status: 'completed', outputs: { n: 1 } }, b: { status: 'running' }, c: { status: 'pending' } };
   t.equal((await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody({ steps })) })).statusCode, 201);
-  const before = await sql<{ step_id: string; xmin: string }[]>`
-    SELECT step_id, xmin::text FROM step_states WHERE workflow_state_id = ${id}::uuid ORDER BY step_id`;
   const put = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody({
-    steps: { a: steps.a, b: { status: 'completed' }, d: { status: 'pending' } },
+    steps: { a: steps.a, b: { status: 'completed', started_at: '2026-01-01T01:00:00+01:00' }, d: { status: 'pending' } },
   })) });
   t.equal(put.statusCode, 200);
   t.same(Object.keys(put.json().steps), ['a', 'b', 'd']);
-  const after = await sql<{ step_id: string; status: string; xmin: string }[]>`
-    SELECT step_id, status, xmin::text FROM step_states WHERE workflow_state_id = ${id}::uuid ORDER BY step_id`;
-  t.same(after.map((r) => [r.step_id, r.status]), [['a', 'completed'], ['b', 'completed'], ['d', 'pending']]);
-  t.equal(after[0]!.xmin, before[0]!.xmin, 'the unchanged step was not rewritten');
-  t.not(after[1]!.xmin, before[1]!.xmin, 'the changed step was');
+  const rows = await sql<{ step_id: string; status: string; started_at: string | null; outputs: unknown; retry_count: number }[]>`
+    SELECT step_id, status, wss_ts(started_at) AS started_at, outputs, retry_count FROM step_states WHERE workflow_state_id = ${id}::uuid ORDER BY step_id`;
+  t.same(rows.map((r) => [r.step_id, r.status, r.started_at, r.outputs, r.retry_count]), [
+    ['a', 'completed', null, { n: 1 }, 0],
+    ['b', 'completed', '2026-01-01T00:00:00.000000Z', null, 0],
+    ['d', 'pending', null, null, 0],
+  ]);
+  const [view] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_class WHERE relname = 'step_states' AND relkind = 'v'`;
+  t.equal(view!.n, 1, 'step_states is a view');
+});
+
+t.test('writes by SQL and by the previous release keep a state\'s document whole', async (t) => {
+  const { app, sql } = await buildTestApp(t);
+  const id = randomUUID();
+  const steps = { a: { status: 'completed', outputs: { n: 1 } }, b: { status: 'running' } };
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody({ steps })) })).statusCode, 201);
+
+  // The previous release's PATCH: the row with doc NULL, then wss_write_steps, then the document.
+  await sql.begin(async (tx) => {
+    await tx`UPDATE workflow_states SET status = 'failed', error = 'boom', version = version + 1, doc = NULL WHERE id = ${id}::uuid`;
+    await tx`SELECT wss_write_steps(${id}::uuid, ${JSON.stringify([{ step_id: 'c', status: 'failed', started_at: null,
+      completed_at: '2026-01-02T00:00:00Z', outputs: [1, 'x'], error: 'e', retry_count: 2 }])}, false, ${['b']}::text[])`;
+    await tx`UPDATE workflow_states w SET doc = wss_state_json(w) WHERE w.id = ${id}::uuid`;
+  });
+  const got = await app.inject({ url: `/v1/workflows/${id}` });
+  t.equal(got.statusCode, 200);
+  t.equal(got.headers.etag, '"2"');
+  const doc = got.json();
+  t.equal(doc.status, 'failed');
+  t.equal(doc.error, 'boom');
+  t.equal(doc.version, 2);
+  t.strictSame(doc.steps, {
+    a: { step_id: 'a', status: 'completed', started_at: null, completed_at: null, outputs: { n: 1 }, error: null, retry_count: 0 },
+    c: { step_id: 'c', status: 'failed', started_at: null, completed_at: '2026-01-02T00:00:00.000000Z', outputs: [1, 'x'],
+      error: 'e', retry_count: 2 },
+  }, 'a kept, b deleted, c written');
+
+  // A row written by SQL without a document gets one, without steps.
+  const other = randomUUID();
+  await sql`INSERT INTO workflow_states (id, workflow_id, workflow_name, status, started_at, updated_at, context)
+    VALUES (${other}::uuid, 'by-sql', 'By SQL', 'running', '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z', '{"k":[1]}')`;
+  const made = await app.inject({ url: `/v1/workflows/${other}` });
+  t.equal(made.statusCode, 200);
+  t.strictSame(made.json(), { id: other, workflow_id: 'by-sql', workflow_name: 'By SQL', status: 'running', user_id: null,
+    started_at: '2026-01-01T00:00:00.000000Z', updated_at: '2026-01-01T00:00:01.000000Z', completed_at: null,
+    context: { k: [1] }, error: null, steps: {}, version: 1 });
 });
 
 t.test('a __proto__ key inside context and outputs is kept, as any other key', async (t) => {

@@ -9,6 +9,8 @@ export interface PoolOptions {
   connectTimeout?: number;
   /** Application name shown in pg_stat_activity. */
   applicationName?: string;
+  /** The sessions' search_path (the benchmark points its seed baseline at the seed's own tables). */
+  searchPath?: string;
 }
 
 /** One pool per process; every session runs in UTC so timestamps never depend on the server's zone. */
@@ -29,6 +31,10 @@ export function createSql(url: string, opts: PoolOptions): Sql {
         parse: (x: string) => x,
       },
     },
-    connection: { application_name: opts.applicationName ?? 'workflow-state-service', TimeZone: 'UTC' },
+    connection: {
+      application_name: opts.applicationName ?? 'workflow-state-service',
+      TimeZone: 'UTC',
+      ...(opts.searchPath ? { search_path: opts.searchPath } : {}),
+    },
   });
 }

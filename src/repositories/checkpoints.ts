@@ -34,7 +34,7 @@ export async function createCheckpoint(
     made AS (
       INSERT INTO checkpoints AS c (id, workflow_state_id, step_id, timestamp, snapshot, parent_id)
       SELECT ${c.id}::uuid, w.id, ${c.stepId}, clock_timestamp(),
-             COALESCE(${snapshot}::text::jsonb, COALESCE(w.doc, wss_state_json(w))::jsonb), (SELECT id FROM parent)
+             COALESCE(${snapshot}::text::jsonb, w.doc::jsonb), (SELECT id FROM parent)
       FROM workflow_states w WHERE w.id = ${stateId}::uuid
       ON CONFLICT (id) DO NOTHING
       RETURNING c),

@@ -1,6 +1,6 @@
 /**
  * The steps of a whole-state save, rendered by the service from the validated body, so that
- * PostgreSQL neither reads them back nor renders them (wss_replace_state, migration 0005).
+ * PostgreSQL neither reads them back nor renders them (wss_replace_state, migrations 0005-0006).
  * Timestamps come out exactly as PostgreSQL stores and wss_ts prints them: UTC, microseconds, Z.
  */
 import type { StepStateInput } from '../schemas/workflows.js';
@@ -93,8 +93,8 @@ export function canonicalTimestamp(s: string): string | undefined {
 
 /**
  * A save's steps as the document shows them: a JSON object of step records by step id, ordered by
- * id, timestamps as wss_ts prints them. wss_replace_state both writes the steps from it and puts it
- * in the document as is. Undefined when a timestamp is one the service does not render itself.
+ * id, timestamps as wss_ts prints them. wss_replace_state puts it in the state's document as is
+ * (where steps are stored, 0006). Undefined when a timestamp is one the service does not render itself.
  */
 export function renderSteps(steps: Record<string, StepStateInput> | undefined): string | undefined {
   const out: Record<string, StepRecord> = {};

@@ -29,14 +29,13 @@ const stepsJson = (steps: Record<string, StepStateInput | null> | undefined) =>
     Object.entries(steps ?? {}).flatMap(([id, s]) => (s ? [stepRecord(id, s)] : [])),
   );
 
-/** A state's stored document, rendered on the spot if it has none (a row written by other means). */
-const stateDoc = (sql: Db) => sql`COALESCE(w.doc, wss_state_json(w))::text`;
+/** A state's stored document (never NULL: a row written without one gets it from wss_fill_doc, 0006). */
+const stateDoc = (sql: Db) => sql`w.doc::text`;
 
-/** Re-renders the stored document of a state after its row and steps changed, in the same transaction. */
-async function storeDocument(tx: TxSql, id: string): Promise<StateDocument> {
+/** A state's version and document as this transaction last wrote them. */
+async function writtenDocument(tx: TxSql, id: string): Promise<StateDocument> {
   const [row] = await tx`
-    UPDATE workflow_states w SET doc = wss_state_json(w) WHERE w.id = ${id}::uuid
-    RETURNING w.version, w.doc::text AS body`.raw() as RawRow[];
+    SELECT w.version, w.doc::text AS body FROM workflow_states w WHERE w.id = ${id}::uuid`.raw() as RawRow[];
   return { version: rawInt(row![0]), body: row![1]! };
 }
 
@@ -55,12 +54,10 @@ export async function latestStateForWorkflowId(sql: Db, workflowId: string): Pro
 }
 
 /**
- * Saves a whole state with its steps replaced exactly, in one round trip. The service renders the
- * steps (render.ts) and wss_replace_state (migration 0005) writes the row and its document once and
- * only the steps that changed. Steps with a timestamp the service does not render itself (an
- * instant in UTC outside years 1-9999) go through wss_save_state (0004), which renders in SQL.
- * Either way the row is written and locked first, then the steps statement takes a fresh snapshot,
- * so it sees and deletes steps that a writer committed while this one waited for the lock.
+ * Saves a whole state with its steps replaced exactly, in one round trip. A state's steps live in
+ * its document (migration 0006). The service renders them (render.ts) and wss_replace_state writes
+ * the row with its document once. Steps with a timestamp the service does not render itself (an
+ * instant in UTC outside years 1-9999) go through wss_save_state, which renders them in SQL.
  */
 export async function saveWorkflowState(
   sql: Db,
@@ -83,7 +80,8 @@ export async function saveWorkflowState(
 
 /**
  * Changes the given top-level fields and upserts or deletes the given steps, in the caller's
- * transaction: the row first (locking it), then the steps, then the document.
+ * transaction: the row first (locking it; its document is rendered again by the wss_fill_doc
+ * trigger, steps kept, since doc is set NULL), then the steps in the document.
  */
 export async function patchWorkflowState(
   tx: TxSql,
@@ -115,14 +113,14 @@ export async function patchWorkflowState(
     const deleted = Object.entries(p.steps).filter(([, st]) => st === null).map(([k]) => k);
     await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(p.steps)}, false, ${deleted}::text[])`;
   }
-  return { ok: true, created: false, ...(await storeDocument(tx, id)) };
+  return { ok: true, created: false, ...(await writtenDocument(tx, id)) };
 }
 
 export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: Buffer }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-/** Upserts one step, bumps the state's version and updated_at, in one round trip (wss_save_step). */
+/** Puts one step into a state's document, bumps its version and updated_at, in one round trip (wss_save_step). */
 export async function saveStepState(
   sql: Db,
   id: string,
@@ -147,7 +145,7 @@ export async function lockStateVersion(tx: TxSql, id: string): Promise<number | 
   return row?.version;
 }
 
-/** Deletes a state; steps and checkpoints go with it (ON DELETE CASCADE). */
+/** Deletes a state with its steps (in its row); checkpoints go with it (ON DELETE CASCADE). */
 export async function deleteWorkflowState(
   sql: Db,
   id: string,
