@@ -28,4 +28,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # DATABASE_URL must be set in a container: the embedded PostgreSQL default is for local runs.
 # The same node flags as `npm start`: they keep resident memory low (src/memory.ts, docs/performance.md).
-CMD ["node", "--enable-source-maps", "--expose-gc", "--max-semi-space-size=4", "--heap-growing-percent=50", "dist/server.js"]
+CMD ["node", "--enable-source-maps", "--expose-gc", "--max-semi-space-size=4", "--heap-growing-percent=20", "dist/server.js"]

@@ -1,6 +1,6 @@
 /** The benchmark's data set and request bodies, shared by the HTTP scenarios and the baselines. */
 import { readFileSync } from 'node:fs';
-import type { Sql } from '../src/db/client.js';
+import type { Sql, TxSql } from '../src/db/client.js';
 import { renderSteps } from '../src/repositories/render.js';
 import { WorkflowStateInput } from '../src/schemas/workflows.js';
 
@@ -27,7 +27,7 @@ export function randomFinished(): number {
   }
 }
 
-const stateRows = (sql: Sql, context: 'jsonb' | 'text') => sql`
+const stateRows = (sql: Sql | TxSql, context: 'jsonb' | 'text') => sql`
   INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id, started_at, updated_at, completed_at, context)
   SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'wf-' || i, 'Bench workflow',
          CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END, 'user-' || (i % 100),
@@ -59,7 +59,7 @@ export async function seedSeedSchema(sql: Sql): Promise<void> {
   await sql.begin(async (tx) => {
     await tx`SET LOCAL search_path = seed`;
     await tx.unsafe(schema);
-    await stateRows(tx as unknown as Sql, 'text');
+    await stateRows(tx, 'text');
     await tx`
       INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
       SELECT w.id, 'step-' || lpad(s::text, 2, '0'), 'completed', '2026-01-01T00:00:00.000001Z', '2026-01-01T00:00:01.000001Z',
