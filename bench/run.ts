@@ -191,6 +191,11 @@ async function main(): Promise<boolean> {
   const sql = createSql(url, { max: POOL });
   // The seed baseline runs on the seed's own tables (schema seed), through the same client and pool size.
   const seedSql = createSql(url, { max: POOL, searchPath: 'seed' });
+  // Hint bits and visibility map set, dead rows gone, statistics current, WAL checkpointed.
+  const settle = async () => {
+    await sql`VACUUM (ANALYZE) workflow_states, checkpoints, seed.workflow_states, seed.step_states, seed.checkpoints`;
+    await sql`CHECKPOINT`;
+  };
   let service: ChildProcess | undefined;
   try {
     await migrate(sql, await loadMigrations());
@@ -204,8 +209,7 @@ async function main(): Promise<boolean> {
     await seedSeedSchema(sql);
     // Start every run from the same settled state: hint bits and visibility map set, statistics
     // current, and the seeding's WAL checkpointed (else a checkpoint lands in the first scenarios).
-    await sql`VACUUM (ANALYZE) workflow_states, checkpoints, seed.workflow_states, seed.step_states, seed.checkpoints`;
-    await sql`CHECKPOINT`;
+    await settle();
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
@@ -297,6 +301,10 @@ async function main(): Promise<boolean> {
 
     const rows = [];
     for (const s of scenarios.filter((x) => wanted(x.name))) {
+      // Each scenario starts from a settled database, as after seeding: the dead rows and WAL of the
+      // write scenarios before it are vacuumed and checkpointed now, not by autovacuum and the
+      // checkpointer in the middle of the next scenario's measurement (pgbench vacuums likewise).
+      await settle();
       log(`scenario: ${s.name}`);
       const [svc, direct, seedM] = await interleaved([
         overHttp(base, s.http as HttpScenario), (sec) => drive(s.direct, sec), (sec) => drive(s.seed, sec)]) as [Measure, Measure, Measure];
