@@ -344,17 +344,19 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     t.ok(v3.updated_at > v2.updated_at);
 
     const r3 = await patch(id, {
+      error: 'with steps',
       steps: { s1: { status: 'Completed', outputs: { o: 'done' } }, s2: null, s4: { status: 'pending', retry_count: 1 } },
     });
     t.equal(r3.statusCode, 200);
     const v4 = r3.json();
     t.equal(v4.version, 4);
+    t.equal(v4.error, 'with steps', 'a field patched with steps is in the document too');
     t.same(v4.steps, {
       s1: storedStep('s1', { status: 'completed', outputs: { o: 'done' } }),
       s3: v1.steps.s3,
       s4: storedStep('s4', { status: 'pending', retry_count: 1 }),
     }, 's1 upserted, s2 deleted, s3 kept, s4 added');
-    t.same((await load(id)).steps, v4.steps);
+    t.same(await load(id), v4, 'the response is what is stored');
     t.ok(v4.updated_at > v3.updated_at);
 
     const r4 = await patch(id, { status: 'completed' });

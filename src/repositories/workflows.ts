@@ -80,8 +80,8 @@ export async function saveWorkflowState(
 
 /**
  * Changes the given top-level fields and upserts or deletes the given steps, in the caller's
- * transaction: the row first (locking it; its document is rendered again by the wss_fill_doc
- * trigger, steps kept, since doc is set NULL), then the steps in the document.
+ * transaction: the row first (locking it), then the steps in its document. The document is rendered
+ * once: by wss_write_steps when there are steps, else by the wss_fill_doc trigger (doc set NULL).
  */
 export async function patchWorkflowState(
   tx: TxSql,
@@ -92,7 +92,7 @@ export async function patchWorkflowState(
   const has = (k: keyof WorkflowPatch) => p[k] !== undefined;
   const finishing = (p.status === 'completed' || p.status === 'failed') && !has('completed_at');
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const [head] = await tx<{ version: number }[]>`
+  const [head] = await tx`
     UPDATE workflow_states AS w SET
       workflow_name = CASE WHEN ${has('workflow_name')} THEN ${p.workflow_name ?? null} ELSE w.workflow_name END,
       status = CASE WHEN ${has('status')} THEN ${p.status ?? null} ELSE w.status END,
@@ -104,15 +104,14 @@ export async function patchWorkflowState(
                           WHEN ${finishing} THEN now() ELSE w.completed_at END,
       updated_at = now(),
       version = w.version + 1,
-      doc = NULL
+      doc = CASE WHEN ${p.steps !== undefined} THEN w.doc END
     WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
-    RETURNING w.version`;
+    RETURNING w.version, w.doc::text AS body`.raw() as RawRow[];
   if (!head) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
+  if (!p.steps) return { ok: true, created: false, version: rawInt(head[0]), body: head[1]! };
 
-  if (p.steps) {
-    const deleted = Object.entries(p.steps).filter(([, st]) => st === null).map(([k]) => k);
-    await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(p.steps)}, false, ${deleted}::text[])`;
-  }
+  const deleted = Object.entries(p.steps).filter(([, st]) => st === null).map(([k]) => k);
+  await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(p.steps)}, false, ${deleted}::text[])`;
   return { ok: true, created: false, ...(await writtenDocument(tx, id)) };
 }
 
