@@ -207,9 +207,6 @@ async function main(): Promise<boolean> {
       SELECT gen_random_uuid(), w.id, 'step-20', now(), w.doc::jsonb FROM workflow_states w`;
     log('seeding the same in the seed\'s own tables (schema seed)...');
     await seedSeedSchema(sql);
-    // Start every run from the same settled state: hint bits and visibility map set, statistics
-    // current, and the seeding's WAL checkpointed (else a checkpoint lands in the first scenarios).
-    await settle();
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
@@ -301,9 +298,9 @@ async function main(): Promise<boolean> {
 
     const rows = [];
     for (const s of scenarios.filter((x) => wanted(x.name))) {
-      // Each scenario starts from a settled database, as after seeding: the dead rows and WAL of the
-      // write scenarios before it are vacuumed and checkpointed now, not by autovacuum and the
-      // checkpointer in the middle of the next scenario's measurement (pgbench vacuums likewise).
+      // Each scenario (and the growth cases) starts from a settled database: the seeding's or the
+      // write scenarios' dead rows and WAL are vacuumed and checkpointed now, not by autovacuum and
+      // the checkpointer in the middle of the next measurement (pgbench vacuums likewise).
       await settle();
       log(`scenario: ${s.name}`);
       const [svc, direct, seedM] = await interleaved([
@@ -322,6 +319,7 @@ async function main(): Promise<boolean> {
       rows.push({ scenario: s.name, service: svc, direct, seed: seedM, vsDirect, vsSeed, target: t, misses });
     }
 
+    await settle();
     log('growth: one save and one load of larger states');
     const growth = [];
     for (const g of !ONLY || ONLY.includes('growth') ? [
