@@ -3,6 +3,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm runs it after install: it fixes postgres.js's pool queue (the script says how).
+COPY scripts/patch-postgres-queue.mjs ./scripts/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -12,6 +14,7 @@ RUN npx tsc -p tsconfig.build.json
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY scripts/patch-postgres-queue.mjs ./scripts/
 RUN npm ci --omit=dev --no-audit --no-fund
 
 # Run: compiled code, migrations and production dependencies, as a non-root user.

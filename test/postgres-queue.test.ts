@@ -1,0 +1,82 @@
+/**
+ * postgres.js 3.4.x keeps its pool's connections in queues whose array grows by a hole for every
+ * query while every connection is busy, and scans all of them on the next query;
+ * scripts/patch-postgres-queue.mjs (run by npm after install) fixes that. These tests check that the
+ * installed client carries the fix, that the fixed queue is still the same FIFO queue, and that a
+ * pool kept saturated for thousands of queries answers each one with its own result.
+ */
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import { createSql } from '../src/db/client.js';
+// @ts-expect-error: a plain JavaScript module without types
+import { MARKER, patchQueueSource, queueFiles } from '../scripts/patch-postgres-queue.mjs';
+import { freshDatabase } from './helper.js';
+
+const original = readFileSync(new URL('./fixtures/postgres-3.4.9-queue.js', import.meta.url), 'utf8');
+
+t.test('the installed postgres.js carries the fixed queue in each of its builds', async (t) => {
+  const files = queueFiles() as string[];
+  t.equal(files.length, 3, 'src, cjs/src and cf/src');
+  const patched = patchQueueSource(original) as string;
+  t.ok(patched.startsWith(`${MARKER}\n`));
+  t.match(patched, 'xs.indexOf(x, index)');
+  t.match(patched, 'xs = xs.slice(index)');
+  t.equal(readFileSync(files[0]!, 'utf8'), patched, 'src/queue.js is 3.4.9 with the fix');
+  for (const f of files) t.ok(readFileSync(f, 'utf8').startsWith(MARKER), `${f} is patched`);
+  t.equal(patchQueueSource(patched), patched, 'patching twice changes nothing');
+  t.equal(patchQueueSource('export default function Queue() {}'), null, 'an unknown queue is left alone');
+});
+
+t.test('the fixed queue is still a FIFO queue with remove', async (t) => {
+  const { default: Queue } = await import(pathToFileURL((queueFiles() as string[])[0]!).href);
+  let s = 20261126;
+  const rand = (n: number) => ((s = (Math.imul(s, 1_664_525) + 1_013_904_223) >>> 0) % n);
+  const q = Queue();
+  const model: number[] = [];
+  let next = 0;
+  let mismatches = 0;
+  for (let i = 0; i < 100_000; i++) {
+    const op = rand(10);
+    if (op < 4 || model.length === 0) {
+      q.push(next);
+      model.push(next++);
+    } else if (op < 8) {
+      if (q.shift() !== model.shift()) mismatches++;
+    } else {
+      const x = model[rand(model.length)]!;
+      model.splice(model.indexOf(x), 1);
+      if (q.remove(x) !== x) mismatches++;
+      if (q.remove(x) !== null) mismatches++;
+    }
+    if (q.length !== model.length) mismatches++;
+  }
+  // The pool's pattern while saturated: the head is shifted and pushed back, over and over.
+  for (let i = 0; i < 50_000; i++) {
+    const c = q.shift();
+    if (c !== model.shift() || q.remove(c) !== null) mismatches++;
+    q.push(c);
+    model.push(c);
+  }
+  while (model.length) if (q.shift() !== model.shift()) mismatches++;
+  t.equal(mismatches, 0);
+  t.equal(q.length, 0);
+});
+
+t.test('a saturated pool answers every query with its own result', async (t) => {
+  const url = await freshDatabase(t);
+  const sql = createSql(url, { max: 2 });
+  t.teardown(() => sql.end({ timeout: 5 }));
+  let wrong = 0;
+  let done = 0;
+  // 16 loops on 2 connections: every query arrives while both are busy, and is pipelined.
+  await Promise.all(Array.from({ length: 16 }, async (_, loop) => {
+    for (let i = 0; i < 250; i++) {
+      const [row] = await sql<{ n: number }[]>`SELECT ${loop * 1000 + i}::int AS n`;
+      if (row?.n !== loop * 1000 + i) wrong++;
+      done++;
+    }
+  }));
+  t.equal(done, 4000);
+  t.equal(wrong, 0);
+});
