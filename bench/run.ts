@@ -392,13 +392,13 @@ type Growth = { case: string; requestBytes: number; responseBytes: number; saveM
 function render(rows: Row[], growth: Growth[], peakRss: number) {
   const lines: string[] = [];
   lines.push(`Machine: ${machine()}; load from ${LOADGEN}, concurrency ${CONNECTIONS}, pool ${POOL}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
-  lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | seed req/s | service/direct | service/seed | target | result |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
+  lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | direct p99 ms | seed req/s | service/direct | service/seed | target | result |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of rows) {
     const target = [r.target.direct && `≥${r.target.direct}× direct`, r.target.seed && `≥${r.target.seed}× seed`,
       r.target.p99 && `p99 ≤${r.target.p99} ms`].filter(Boolean).join(', ') || 'zero errors';
     lines.push(`| ${r.scenario} | ${fmt(r.service.rps, 0)} | ${fmt(r.service.p50)} | ${fmt(r.service.p99)} | ${r.service.errors} | ` +
-      `${fmt(r.direct.rps, 0)} | ${fmt(r.seed.rps, 0)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsSeed, 2)} | ${target} | ` +
+      `${fmt(r.direct.rps, 0)} | ${fmt(r.direct.p99)} | ${fmt(r.seed.rps, 0)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsSeed, 2)} | ${target} | ` +
       `${r.misses.length ? `FAIL: ${r.misses.join('; ')}` : 'pass'} |`);
   }
   const base = growth[0]!;
