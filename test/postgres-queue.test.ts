@@ -63,6 +63,38 @@ t.test('the fixed queue is still a FIFO queue with remove', async (t) => {
   t.equal(q.length, 0);
 });
 
+/**
+ * The pool's pattern while every connection is busy: the head is shifted, looked up with remove()
+ * (as move() does), and pushed back. Returns the most array slots one remove() scanned.
+ */
+function saturatedScan(Queue: () => { push(x: unknown): unknown; shift(): unknown; remove(x: unknown): unknown }) {
+  const q = Queue();
+  for (const c of ['a', 'b', 'c', 'd']) q.push(c);
+  const indexOf = Array.prototype.indexOf;
+  let widest = 0;
+  Array.prototype.indexOf = function (this: unknown[], x: unknown, from?: number) {
+    widest = Math.max(widest, this.length - (from ?? 0));
+    return indexOf.call(this, x, from);
+  };
+  try {
+    for (let i = 0; i < 20_000; i++) {
+      const c = q.shift();
+      q.remove(c);
+      q.push(c);
+    }
+  } finally {
+    Array.prototype.indexOf = indexOf;
+  }
+  return widest;
+}
+
+t.test('a saturated pool scans a few slots per query, not one more per query', async (t) => {
+  const { default: Fixed } = await import(pathToFileURL((queueFiles() as string[])[0]!).href);
+  const { default: Original } = await import(new URL('./fixtures/postgres-3.4.9-queue.js', import.meta.url).href);
+  t.ok(saturatedScan(Fixed) <= 200, 'the fixed queue keeps its array short');
+  t.ok(saturatedScan(Original) >= 19_000, "3.4.9's queue scans a hole for every query before (the bug)");
+});
+
 t.test('a saturated pool answers every query with its own result', async (t) => {
   const url = await freshDatabase(t);
   const sql = createSql(url, { max: 2 });
