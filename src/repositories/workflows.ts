@@ -92,6 +92,7 @@ export async function patchWorkflowState(
   const has = (k: keyof WorkflowPatch) => p[k] !== undefined;
   const finishing = (p.status === 'completed' || p.status === 'failed') && !has('completed_at');
   const versions = cond.kind === 'version' ? cond.versions : null;
+  const steps = p.steps;
   const [head] = await tx`
     UPDATE workflow_states AS w SET
       workflow_name = CASE WHEN ${has('workflow_name')} THEN ${p.workflow_name ?? null} ELSE w.workflow_name END,
@@ -104,14 +105,14 @@ export async function patchWorkflowState(
                           WHEN ${finishing} THEN now() ELSE w.completed_at END,
       updated_at = now(),
       version = w.version + 1,
-      doc = CASE WHEN ${p.steps !== undefined} THEN w.doc END
+      doc = CASE WHEN ${steps !== undefined} THEN w.doc END
     WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
     RETURNING w.version, w.doc::text AS body`.raw() as RawRow[];
   if (!head) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  if (!p.steps) return { ok: true, created: false, version: rawInt(head[0]), body: head[1]! };
+  if (steps === undefined) return { ok: true, created: false, version: rawInt(head[0]), body: head[1]! };
 
-  const deleted = Object.entries(p.steps).filter(([, st]) => st === null).map(([k]) => k);
-  await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(p.steps)}, false, ${deleted}::text[])`;
+  const deleted = Object.entries(steps).filter(([, st]) => st === null).map(([k]) => k);
+  await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(steps)}, false, ${deleted}::text[])`;
   return { ok: true, created: false, ...(await writtenDocument(tx, id)) };
 }
 
