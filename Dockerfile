@@ -3,8 +3,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# npm runs it after install: it fixes postgres.js's pool queue (the script says how).
-COPY scripts/patch-postgres-queue.mjs ./scripts/
+# npm runs patch-package after install: it applies patches/ (postgres.js's pool queue) or fails.
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -14,7 +14,7 @@ RUN npx tsc -p tsconfig.build.json
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY scripts/patch-postgres-queue.mjs ./scripts/
+COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund
 
 # Run: compiled code, migrations and production dependencies, as a non-root user.
@@ -30,5 +30,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # DATABASE_URL must be set in a container: the embedded PostgreSQL default is for local runs.
-# The same node flags as `npm start`: they keep resident memory low (src/memory.ts, docs/performance.md).
-CMD ["node", "--enable-source-maps", "--expose-gc", "--max-semi-space-size=4", "--heap-growing-percent=20", "dist/server.js"]
+# A memory cap is the operator's: NODE_OPTIONS=--max-old-space-size=<MB> (README, "Memory").
+CMD ["node", "dist/server.js"]

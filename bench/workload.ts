@@ -1,8 +1,9 @@
 /** The benchmark's data set and request bodies, shared by the HTTP scenarios and the baselines. */
 import { readFileSync } from 'node:fs';
 import type { Sql, TxSql } from '../src/db/client.js';
-import { renderSteps } from '../src/repositories/render.js';
+import { stateOf } from '../src/repositories/render.js';
 import { WorkflowStateInput } from '../src/schemas/workflows.js';
+import { insertStates } from '../test/support/states.js';
 
 export const STATES = 10_000;
 export const STEPS = 20;
@@ -27,23 +28,36 @@ export function randomFinished(): number {
   }
 }
 
-const stateRows = (sql: Sql | TxSql, context: 'jsonb' | 'text') => sql`
+/** The seed's tables' states: the same ids, workflow ids, statuses and users as seedStates'. */
+const seedStateRows = (sql: Sql | TxSql) => sql`
   INSERT INTO workflow_states (id, workflow_id, workflow_name, status, user_id, started_at, updated_at, completed_at, context)
   SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'wf-' || i, 'Bench workflow',
          CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END, 'user-' || (i % 100),
          now() - make_interval(secs => i), now() - make_interval(secs => i),
          CASE WHEN i % 10 = 0 THEN NULL ELSE now() - make_interval(secs => i) END,
-         ${sql.unsafe(`json_build_object('inputs', json_build_object('query', 'question ' || i, 'top_k', 5), 'model', 'claude')::${context}`)}
+         json_build_object('inputs', json_build_object('query', 'question ' || i, 'top_k', 5), 'model', 'claude')::text
   FROM generate_series(1, ${STATES}::int) i`;
 
-/** The service's tables: 10,000 states, each with the 20 steps of stepBody() in its document. */
+/**
+ * The service's tables: 10,000 states, each with the 20 steps of stepBody() in its document, each
+ * document rendered by the service's renderer, as a save would write it.
+ */
 export async function seedStates(sql: Sql): Promise<void> {
   await sql`TRUNCATE workflow_states CASCADE`;
-  await stateRows(sql, 'jsonb');
-  // Steps as stepBody() writes them, rendered as the service renders a save's steps: an
-  // orchestrator re-saving its workflow after a step changes one of them.
-  const steps = renderSteps(WorkflowStateInput.parse(stateBody()).steps)!;
-  await sql`UPDATE workflow_states w SET doc = wss_state_json(w, ${steps}::text::json)`;
+  const { steps } = WorkflowStateInput.parse(stateBody());
+  const now = Date.now();
+  for (let from = 1; from <= STATES; from += 1000) {
+    const states = Array.from({ length: Math.min(1000, STATES - from + 1) }, (_, k) => {
+      const i = from + k;
+      const at = `${new Date(now - i * 1000).toISOString().slice(0, 19)}.000000Z`;
+      return stateOf(stateId(i), {
+        workflow_id: workflowId(i), workflow_name: 'Bench workflow', status: isActive(i) ? 'running' : 'completed',
+        user_id: `user-${i % 100}`, completed_at: isActive(i) ? null : at,
+        context: { inputs: { query: `question ${i}`, top_k: 5 }, model: 'claude' }, steps,
+      }, { version: 1, started_at: at, updated_at: at });
+    });
+    await insertStates(sql, states);
+  }
   await sql`ANALYZE workflow_states`;
 }
 
@@ -59,7 +73,7 @@ export async function seedSeedSchema(sql: Sql): Promise<void> {
   await sql.begin(async (tx) => {
     await tx`SET LOCAL search_path = seed`;
     await tx.unsafe(schema);
-    await stateRows(tx, 'text');
+    await seedStateRows(tx);
     await tx`
       INSERT INTO step_states (workflow_state_id, step_id, status, started_at, completed_at, outputs, error, retry_count)
       SELECT w.id, 'step-' || lpad(s::text, 2, '0'), 'completed', '2026-01-01T00:00:00.000001Z', '2026-01-01T00:00:01.000001Z',

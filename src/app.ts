@@ -9,7 +9,6 @@ import type { Config } from './config.js';
 import type { Sql } from './db/client.js';
 import { badRequest, registerErrorHandling, sendProblem } from './errors.js';
 import { registerJsonBody } from './json-body.js';
-import { type LargeBodyGcOptions, registerLargeBodyGc } from './memory.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -23,8 +22,6 @@ export interface AppDeps {
   schemaVersion: number;
   /** A pino logger (the server's), or true/false for fastify's own. */
   logger?: FastifyBaseLogger | boolean;
-  /** Collection after large bodies (memory.ts); by default `globalThis.gc` when exposed. */
-  largeBodyGc?: LargeBodyGcOptions;
 }
 
 /** Runtime state shared by routes: readiness turns false first when the process drains. */
@@ -74,7 +71,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     done();
   });
   registerJsonBody(app);
-  registerLargeBodyGc(app, deps.largeBodyGc);
   registerErrorHandling(app);
 
   await app.register(fastifySwagger, {

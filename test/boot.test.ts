@@ -86,7 +86,7 @@ t.test('three replicas started at once on an empty database all come up, then dr
   t.ok(sawDraining, 'readiness answered 503 after SIGTERM');
   t.equal(await first!.exited, 0, 'exits 0 after draining');
   t.match(first!.output(), /"msg":"stopped"/);
-  const [kept] = await sql`SELECT length(context->>'big') AS n FROM workflow_states WHERE id = ${id}`;
+  const [kept] = await sql`SELECT length(doc->'context'->>'big') AS n FROM workflow_states WHERE id = ${id}`;
   t.equal(kept?.n, 1_000_000);
 
   for (const s of servers.slice(1)) s.proc.kill('SIGTERM');

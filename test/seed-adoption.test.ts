@@ -39,14 +39,17 @@ t.test('a database the seed created is adopted in place on boot', async (t) => {
   const result = await migrate(sql, migrations);
   t.same(result.applied, migrations.map((m) => m.name), 'every migration ran on the seed database');
 
-  const types = await sql<{ table_name: string; column_name: string; data_type: string }[]>`
+  const columns = await sql<{ table_name: string; column_name: string; data_type: string }[]>`
     SELECT table_name, column_name, data_type FROM information_schema.columns
-    WHERE (table_name, column_name) IN (('workflow_states', 'context'), ('step_states', 'outputs'),
-                                        ('checkpoints', 'snapshot'), ('workflow_states', 'version'))
-    ORDER BY table_name, column_name`;
-  t.same(types.map((r) => `${r.table_name}.${r.column_name}:${r.data_type}`), [
-    'checkpoints.snapshot:jsonb', 'step_states.outputs:jsonb', 'workflow_states.context:jsonb', 'workflow_states.version:integer',
-  ]);
+    WHERE table_schema = 'public' AND table_name IN ('workflow_states', 'step_states', 'checkpoints')
+    ORDER BY table_name, ordinal_position`;
+  t.same(columns.map((r) => `${r.table_name}.${r.column_name}:${r.data_type}`), [
+    'checkpoints.id:uuid', 'checkpoints.workflow_state_id:uuid', 'checkpoints.snapshot:json', 'checkpoints.seq:bigint',
+    'checkpoints.doc:json',
+    'workflow_states.id:uuid', 'workflow_states.workflow_id:character varying', 'workflow_states.status:character varying',
+    'workflow_states.user_id:character varying', 'workflow_states.updated_at:timestamp with time zone',
+    'workflow_states.version:integer', 'workflow_states.doc:json',
+  ], 'a state is its document and the columns lists filter on; steps live in the document');
 
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), { sql, schemaVersion: migrations.at(-1)!.version });
   t.teardown(() => app.close());

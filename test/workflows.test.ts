@@ -75,7 +75,7 @@ t.test('workflow states', async (t) => {
     t.equal(body.status, 'running', 'status is lowercased');
     t.equal(body.steps.search_docs.status, 'completed');
     t.equal(body.updated_at, '2025-11-14T10:00:05.987654Z', 'microseconds kept');
-    t.equal(body.started_at, '2025-11-14T10:00:00.123457Z', 'nanoseconds rounded to the microsecond PostgreSQL keeps');
+    t.equal(body.started_at, '2025-11-14T10:00:00.123457Z', 'nanoseconds rounded to the microsecond the service keeps');
     t.equal(body.steps.search_docs.completed_at, '2025-11-14T10:00:02.500000Z');
     t.same(body.context, fixture.context);
     t.same(body.steps.search_docs.outputs, fixture.steps.search_docs.outputs);

@@ -53,6 +53,13 @@ export async function migrate(sql: Sql, migrations: Migration[]): Promise<Migrat
     const known = new Map(migrations.map((m) => [m.version, m]));
     for (const row of recorded) {
       const m = known.get(row.version);
+      if (m && m.name !== row.name) {
+        throw new MigrationError(
+          `This database was created by a pre-release build of the service (it has migration ${row.name}; this build's ` +
+            `${String(m.version).padStart(4, '0')} is ${m.name}). Databases of 0.1 builds are not upgraded: recreate it ` +
+            '(drop it, or set DATABASE_URL to an empty database) and the service builds its schema at boot.',
+        );
+      }
       if (!m) {
         throw new MigrationError(
           `The database has migration ${row.name} applied, which this build does not know: it is newer than this service.`,

@@ -1,4 +1,6 @@
 import type { Sql, TxSql } from '../db/client.js';
+import { nowTimestamp } from '../schemas/common.js';
+import { type CheckpointFields, checkpointFields, renderCheckpoint } from './render.js';
 
 type Db = Sql | TxSql;
 
@@ -10,8 +12,11 @@ export interface NewCheckpoint {
 }
 
 export type CheckpointOutcome =
-  | { kind: 'created' | 'replayed'; id: string; body: string }
+  | { kind: 'created' | 'replayed'; id: string; body: Buffer }
   | { kind: 'conflict' | 'state-not-found' };
+
+/** A checkpoint from its stored document and snapshot (re-rendered, so one adopted from a seed database reads like any other). */
+const fromRow = (doc: string, snapshot?: string | null) => renderCheckpoint(JSON.parse(doc) as CheckpointFields, snapshot);
 
 /**
  * Creates a checkpoint and prunes to the newest `retention` (0 keeps all), in the caller's
@@ -24,79 +29,85 @@ export async function createCheckpoint(
   c: NewCheckpoint,
   retention: number,
 ): Promise<CheckpointOutcome> {
-  const locked = await tx`SELECT 1 FROM workflow_states WHERE id = ${stateId}::uuid FOR NO KEY UPDATE`;
-  if (!locked.length) return { kind: 'state-not-found' };
-  const snapshot = c.snapshot ?? null;
-  const [made] = await tx<{ body: string }[]>`
-    WITH parent AS (
-      SELECT id FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
-      ORDER BY timestamp DESC, seq DESC LIMIT 1),
-    made AS (
-      INSERT INTO checkpoints AS c (id, workflow_state_id, step_id, timestamp, snapshot, parent_id)
-      SELECT ${c.id}::uuid, w.id, ${c.stepId}, clock_timestamp(),
-             COALESCE(${snapshot}::text::jsonb, w.doc::jsonb), (SELECT id FROM parent)
-      FROM workflow_states w WHERE w.id = ${stateId}::uuid
+  const [state] = await tx<{ doc: string | null }[]>`
+    SELECT CASE WHEN ${c.snapshot === undefined} THEN doc::text END AS doc
+    FROM workflow_states WHERE id = ${stateId}::uuid FOR NO KEY UPDATE`;
+  if (!state) return { kind: 'state-not-found' };
+  // A statement of its own, so its snapshot sees every checkpoint committed while the lock was awaited.
+  const [parent] = await tx<{ id: string }[]>`
+    SELECT id::text AS id FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid ORDER BY seq DESC LIMIT 1`;
+  const snapshot = c.snapshot ?? state.doc!;
+  const fields = checkpointFields({
+    id: c.id.toLowerCase(),
+    workflow_state_id: stateId.toLowerCase(),
+    step_id: c.stepId,
+    timestamp: nowTimestamp(),
+    parent_id: parent?.id ?? null,
+  });
+  const doc = JSON.stringify(fields);
+  const made = await tx`
+    WITH made AS (
+      INSERT INTO checkpoints (id, workflow_state_id, doc, snapshot)
+      VALUES (${c.id}::uuid, ${stateId}::uuid, ${doc}::text::json, ${snapshot}::text::json)
       ON CONFLICT (id) DO NOTHING
-      RETURNING c),
+      RETURNING 1),
     pruned AS (
       DELETE FROM checkpoints old
       WHERE ${retention}::int > 0 AND EXISTS (SELECT 1 FROM made)
         AND old.workflow_state_id = ${stateId}::uuid
-        AND old.id NOT IN (
-          SELECT id FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
-          ORDER BY timestamp DESC, seq DESC LIMIT GREATEST(${retention}::int - 1, 0)))
-    SELECT wss_checkpoint_json(m.c, true)::text AS body FROM made m`;
-  if (made) return { kind: 'created', id: c.id, body: made.body };
+        AND old.seq <= (
+          SELECT seq FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
+          ORDER BY seq DESC OFFSET GREATEST(${retention}::int - 1, 0) LIMIT 1))
+    SELECT 1 FROM made`;
+  if (made.length) return { kind: 'created', id: c.id, body: renderCheckpoint(fields, snapshot) };
 
   // The id exists: a retry of the same request is answered with what was stored, anything else conflicts.
-  const [prior] = await tx<{ body: string; same: boolean }[]>`
-    SELECT wss_checkpoint_json(c, true)::text AS body,
-           (c.workflow_state_id = ${stateId}::uuid AND c.step_id = ${c.stepId}
-            AND (${snapshot}::text::jsonb IS NULL OR c.snapshot = ${snapshot}::text::jsonb)) AS same
+  const [prior] = await tx<{ doc: string; snapshot: string; same: boolean }[]>`
+    SELECT c.doc::text AS doc, c.snapshot::text AS snapshot,
+           (c.workflow_state_id = ${stateId}::uuid AND c.doc->>'step_id' = ${c.stepId}
+            AND (${c.snapshot ?? null}::text::jsonb IS NULL OR c.snapshot::jsonb = ${c.snapshot ?? null}::text::jsonb)) AS same
     FROM checkpoints c WHERE c.id = ${c.id}::uuid`;
-  if (prior?.same) return { kind: 'replayed', id: c.id, body: prior.body };
+  if (prior?.same) return { kind: 'replayed', id: c.id, body: fromRow(prior.doc, prior.snapshot) };
   return { kind: 'conflict' };
 }
 
-export async function getCheckpoint(sql: Db, id: string): Promise<string | undefined> {
-  const [row] = await sql<{ body: string }[]>`
-    SELECT wss_checkpoint_json(c, true)::text AS body FROM checkpoints c WHERE c.id = ${id}::uuid`;
-  return row?.body;
+export async function getCheckpoint(sql: Db, id: string): Promise<Buffer | undefined> {
+  const [row] = await sql<{ doc: string; snapshot: string }[]>`
+    SELECT doc::text AS doc, snapshot::text AS snapshot FROM checkpoints WHERE id = ${id}::uuid`;
+  return row && fromRow(row.doc, row.snapshot);
 }
 
-export async function latestCheckpoint(sql: Db, stateId: string): Promise<string | undefined> {
-  const [row] = await sql<{ body: string }[]>`
-    SELECT wss_checkpoint_json(c, true)::text AS body FROM checkpoints c
-    WHERE c.workflow_state_id = ${stateId}::uuid
-    ORDER BY c.timestamp DESC, c.seq DESC LIMIT 1`;
-  return row?.body;
+export async function latestCheckpoint(sql: Db, stateId: string): Promise<Buffer | undefined> {
+  const [row] = await sql<{ doc: string; snapshot: string }[]>`
+    SELECT doc::text AS doc, snapshot::text AS snapshot FROM checkpoints
+    WHERE workflow_state_id = ${stateId}::uuid ORDER BY seq DESC LIMIT 1`;
+  return row && fromRow(row.doc, row.snapshot);
 }
 
 export interface CheckpointPage {
-  items: string[];
+  items: Buffer[];
   more: boolean;
-  last?: { timestamp: string; seq: string };
+  last?: string;
   stateExists: boolean;
 }
 
 export async function listCheckpoints(
   sql: Db,
   stateId: string,
-  opts: { limit: number; withSnapshot: boolean; after?: { timestamp: string; seq: string } },
+  opts: { limit: number; withSnapshot: boolean; afterSeq?: string },
 ): Promise<CheckpointPage> {
-  const rows = await sql<{ body: string; ts: string; seq: string }[]>`
-    SELECT wss_checkpoint_json(c, ${opts.withSnapshot})::text AS body, wss_ts(c.timestamp) AS ts, c.seq::text AS seq
-    FROM checkpoints c
-    WHERE c.workflow_state_id = ${stateId}::uuid
-      ${opts.after ? sql`AND (c.timestamp, c.seq) < (${opts.after.timestamp}::timestamptz, ${opts.after.seq}::bigint)` : sql``}
-    ORDER BY c.timestamp DESC, c.seq DESC
+  const rows = await sql<{ doc: string; snapshot: string | null; position: string }[]>`
+    SELECT doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN snapshot::text END AS snapshot, seq::text AS position
+    FROM checkpoints
+    WHERE workflow_state_id = ${stateId}::uuid
+      ${opts.afterSeq ? sql`AND seq < ${opts.afterSeq}::bigint` : sql``}
+    ORDER BY seq DESC
     LIMIT ${opts.limit + 1}`;
   const more = rows.length > opts.limit;
   const page = more ? rows.slice(0, opts.limit) : rows;
-  const tail = page.at(-1);
   // Only an empty page needs to tell "no checkpoints" from "no such state".
   const stateExists = page.length > 0 || (await stateIsKnown(sql, stateId));
-  return { items: page.map((r) => r.body), more, stateExists, last: tail && { timestamp: tail.ts, seq: tail.seq } };
+  return { items: page.map((r) => fromRow(r.doc, r.snapshot)), more, stateExists, last: page.at(-1)?.position };
 }
 
 async function stateIsKnown(sql: Db, stateId: string): Promise<boolean> {
@@ -111,9 +122,9 @@ export async function pruneCheckpoints(sql: Db, stateId: string, keep: number): 
     gone AS (
       DELETE FROM checkpoints c
       WHERE c.workflow_state_id IN (SELECT id FROM st)
-        AND c.id NOT IN (
-          SELECT id FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
-          ORDER BY timestamp DESC, seq DESC LIMIT ${keep})
+        AND c.seq <= (
+          SELECT seq FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
+          ORDER BY seq DESC OFFSET ${keep} LIMIT 1)
       RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM st) AS found, (SELECT count(*)::int FROM gone) AS deleted`;
   return row!.found ? row!.deleted : undefined;
@@ -124,15 +135,7 @@ export async function checkpointSnapshot(
   sql: Db,
   id: string,
 ): Promise<{ workflowStateId: string; snapshot: unknown } | undefined> {
-  const [row] = await sql<{ workflow_state_id: string; snapshot: unknown }[]>`
-    SELECT workflow_state_id::text, snapshot FROM checkpoints WHERE id = ${id}::uuid FOR KEY SHARE`;
-  return row && { workflowStateId: row.workflow_state_id, snapshot: row.snapshot };
-}
-
-/** Timestamps rendered as stored ones are (UTC, Z, microseconds), in one query, for a preview. */
-export async function renderTimestamps(sql: Db, values: (string | null)[]): Promise<(string | null)[]> {
-  if (values.length === 0) return [];
-  const rows = await sql<{ ts: string | null }[]>`
-    SELECT wss_ts(v::timestamptz) AS ts FROM unnest(${values}::text[]) WITH ORDINALITY AS u(v, n) ORDER BY n`;
-  return rows.map((r) => r.ts);
+  const [row] = await sql<{ workflow_state_id: string; snapshot: string }[]>`
+    SELECT workflow_state_id::text, snapshot::text AS snapshot FROM checkpoints WHERE id = ${id}::uuid`;
+  return row && { workflowStateId: row.workflow_state_id, snapshot: JSON.parse(row.snapshot) };
 }

@@ -1,56 +1,13 @@
 /**
- * The steps of a whole-state save, rendered by the service from the validated body, so that
- * PostgreSQL neither reads them back nor renders them (wss_replace_state, migrations 0005-0006).
- * Timestamps come out exactly as PostgreSQL stores and wss_ts prints them: UTC, microseconds, Z.
+ * The service's one JSON renderer. Every answer's bytes are JSON.stringify's: the documents stored
+ * in PostgreSQL were made here (stateDocument, checkpointFields) and are sent as they were stored;
+ * anything around them (a page, a checkpoint's snapshot) is JSON.stringify output with the stored
+ * documents embedded whole, never parsed and rendered again.
  */
-import type { StepStateInput } from '../schemas/workflows.js';
+import type { State, Step, StepStateInput, WorkflowStateInput } from '../schemas/workflows.js';
 
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|([+-])(\d{2}):(\d{2}))$/;
-const CANONICAL = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
-const SECONDS_PER_DAY = 86_400;
-
-/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-function daysFromCivil(y: number, m: number, d: number): number {
-  const yy = m <= 2 ? y - 1 : y;
-  const era = Math.floor(yy / 400);
-  const yoe = yy - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
-}
-
-function civilFromDays(days: number): [number, number, number] {
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
-}
-
-/** C's rint (round half to even), as PostgreSQL rounds a fraction of a second to microseconds. */
-function rint(x: number): number {
-  const f = Math.floor(x);
-  const diff = x - f;
-  if (diff !== 0.5) return diff < 0.5 ? f : f + 1;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** One step as a state's document shows it (and as the step-writing functions read it). */
-export interface StepRecord {
-  step_id: string;
-  status: string;
-  started_at: string | null;
-  completed_at: string | null;
-  outputs: unknown;
-  error: string | null;
-  retry_count: number;
-}
-
-export function stepRecord(stepId: string, s: StepStateInput): StepRecord {
+/** A step from a request's fields: the one place that sets a step's members, their order and defaults. */
+export function stepOf(stepId: string, s: StepStateInput): Step {
   return {
     step_id: stepId,
     status: s.status,
@@ -62,48 +19,113 @@ export function stepRecord(stepId: string, s: StepStateInput): StepRecord {
   };
 }
 
-const pad = (n: number, width: number) => String(n).padStart(width, '0');
+/** A state, or a preview of one, whose times and version are not known yet. */
+export type StateShape = Omit<State, 'started_at' | 'updated_at' | 'version'> & {
+  started_at: string | null;
+  updated_at: string | null;
+  version: number | null;
+};
 
-/**
- * An RFC 3339 timestamp (as the Timestamp schema accepts it) as PostgreSQL's timestamptz keeps it
- * and wss_ts prints it; undefined when the instant in UTC falls outside years 1-9999, which
- * wss_ts cannot print in this form (PostgreSQL renders those).
- */
-export function canonicalTimestamp(s: string): string | undefined {
-  // Already in that form (what GET answers, so what an orchestrator usually sends back).
-  if (s.length === 27 && CANONICAL.test(s)) return s;
-  const m = TIMESTAMP.exec(s);
-  if (!m) return undefined;
-  // PostgreSQL reads the fraction with strtod and rounds fraction * 1e6 with rint.
-  let micros = m[7] ? rint(Number(`0${m[7]}`) * 1e6) : 0;
-  const offset = m[8] ? (m[8] === '-' ? -1 : 1) * (Number(m[9]) * 3600 + Number(m[10]) * 60) : 0;
-  let secs = daysFromCivil(Number(m[1]), Number(m[2]), Number(m[3])) * SECONDS_PER_DAY +
-    Number(m[4]) * 3600 + Number(m[5]) * 60 + Number(m[6]) - offset;
-  if (micros >= 1_000_000) {
-    secs += 1;
-    micros -= 1_000_000;
-  }
-  const days = Math.floor(secs / SECONDS_PER_DAY);
-  const rest = secs - days * SECONDS_PER_DAY;
-  const [y, mo, d] = civilFromDays(days);
-  if (y < 1 || y > 9999) return undefined;
-  return `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(Math.floor(rest / 3600), 2)}:` +
-    `${pad(Math.floor((rest % 3600) / 60), 2)}:${pad(rest % 60, 2)}.${pad(micros, 6)}Z`;
+type Known<S extends StateShape> = Pick<S, 'version' | 'started_at' | 'updated_at'>;
+
+/** A state from a saved body (or a snapshot), with the fields the body does not decide. */
+export function stateOf(id: string, s: WorkflowStateInput, known: Known<State>): State;
+export function stateOf(id: string, s: WorkflowStateInput, known: Known<StateShape>): StateShape;
+export function stateOf(id: string, s: WorkflowStateInput, known: Known<StateShape>): StateShape {
+  return {
+    id: id.toLowerCase(),
+    workflow_id: s.workflow_id,
+    workflow_name: s.workflow_name,
+    status: s.status ?? 'pending',
+    user_id: s.user_id ?? null,
+    started_at: known.started_at,
+    updated_at: known.updated_at,
+    completed_at: s.completed_at ?? null,
+    context: s.context === undefined ? {} : s.context,
+    error: s.error ?? null,
+    steps: Object.fromEntries(Object.entries(s.steps ?? {}).map(([k, step]) => [k, stepOf(k, step)])),
+    version: known.version,
+  };
 }
 
 /**
- * A save's steps as the document shows them: a JSON object of step records by step id, ordered by
- * id, timestamps as wss_ts prints them. wss_replace_state puts it in the state's document as is
- * (where steps are stored, 0006). Undefined when a timestamp is one the service does not render itself.
+ * A state's document: the one place that sets a state's members and their order. Steps come in
+ * the order of their ids compared as UTF-16 code units (ids that are integers first, ascending, as
+ * a JavaScript object keeps them), whatever the order they were written in or the database's collation.
  */
-export function renderSteps(steps: Record<string, StepStateInput> | undefined): string | undefined {
-  const out: Record<string, StepRecord> = {};
-  for (const id of Object.keys(steps ?? {}).sort()) {
-    const record = stepRecord(id, steps![id]!);
-    const startedAt = record.started_at === null ? null : canonicalTimestamp(record.started_at);
-    const completedAt = record.completed_at === null ? null : canonicalTimestamp(record.completed_at);
-    if (startedAt === undefined || completedAt === undefined) return undefined;
-    out[id] = { ...record, started_at: startedAt, completed_at: completedAt };
+export function stateDocument(s: State): string;
+export function stateDocument(s: StateShape): string;
+export function stateDocument(s: StateShape): string {
+  const ids = Object.keys(s.steps).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify({
+    id: s.id,
+    workflow_id: s.workflow_id,
+    workflow_name: s.workflow_name,
+    status: s.status,
+    user_id: s.user_id,
+    started_at: s.started_at,
+    updated_at: s.updated_at,
+    completed_at: s.completed_at,
+    context: s.context,
+    error: s.error,
+    // Object.fromEntries defines each id as an own member, "__proto__" included.
+    steps: Object.fromEntries(ids.map((id) => [id, stepOf(id, s.steps[id]!)])),
+    version: s.version,
+  });
+}
+
+/** The fields of a checkpoint other than its snapshot: its stored document. */
+export interface CheckpointFields {
+  id: string;
+  workflow_state_id: string;
+  step_id: string;
+  timestamp: string;
+  parent_id: string | null;
+}
+
+/** A checkpoint's fields in their order: its stored document is their JSON.stringify. */
+export const checkpointFields = (c: CheckpointFields): CheckpointFields => ({
+  id: c.id,
+  workflow_state_id: c.workflow_state_id,
+  step_id: c.step_id,
+  timestamp: c.timestamp,
+  parent_id: c.parent_id,
+});
+
+/** A checkpoint as answered: its fields, then its stored snapshot when one is asked for. */
+export function renderCheckpoint(c: CheckpointFields, snapshot?: string | Buffer | null): Buffer {
+  const fields = checkpointFields(c);
+  return renderJson(snapshot == null ? { ...fields } : { ...fields, snapshot: rawJson(snapshot) });
+}
+
+const RAW = Symbol('stored JSON');
+/** JSON text made by this module earlier (a stored document), to embed whole. */
+export interface RawJson {
+  readonly [RAW]: Buffer;
+}
+export const rawJson = (text: string | Buffer): RawJson => ({ [RAW]: typeof text === 'string' ? Buffer.from(text) : text });
+const isRaw = (v: unknown): v is RawJson => typeof v === 'object' && v !== null && RAW in v;
+
+/**
+ * JSON.stringify of an object whose members may be stored JSON (or arrays of it), embedded as is:
+ * what JSON.rawJSON does from Node 22 on, for the members of one object.
+ */
+export function renderJson(members: Record<string, unknown>): Buffer {
+  const parts: Buffer[] = [];
+  let separator = '{';
+  for (const [key, value] of Object.entries(members)) {
+    parts.push(Buffer.from(`${separator}${JSON.stringify(key)}:`));
+    separator = ',';
+    if (isRaw(value)) {
+      parts.push(value[RAW]);
+    } else if (Array.isArray(value) && value.every(isRaw)) {
+      parts.push(Buffer.from('['));
+      value.forEach((item, i) => parts.push(...(i ? [Buffer.from(','), item[RAW]] : [item[RAW]])));
+      parts.push(Buffer.from(']'));
+    } else {
+      parts.push(Buffer.from(JSON.stringify(value)));
+    }
   }
-  return JSON.stringify(out);
+  parts.push(Buffer.from(separator === '{' ? '{}' : '}'));
+  return Buffer.concat(parts);
 }

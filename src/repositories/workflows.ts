@@ -1,87 +1,110 @@
 import type { Sql, TxSql } from '../db/client.js';
-import type { StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
+import { nowTimestamp } from '../schemas/common.js';
+import type { State, StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
 import type { WriteCondition } from './conditions.js';
-import { renderSteps, stepRecord } from './render.js';
+import { stateDocument, stateOf, stepOf } from './render.js';
 
 type Db = Sql | TxSql;
 
 /**
- * A state rendered by PostgreSQL as JSON, with the version that is its ETag. The body stays the
- * UTF-8 bytes PostgreSQL sent (postgres.js `.raw()`): it is written to the client as is, never
- * decoded into a string and encoded again.
+ * A state's stored document, with the version that is its ETag. The body stays the UTF-8 bytes
+ * PostgreSQL sent (postgres.js `.raw()`): it is written to the client as is.
  */
 export interface StateDocument {
-  body: Buffer;
+  body: Buffer | string;
   version: number;
 }
 
 type RawRow = (Buffer | null)[];
 const rawText = (b: Buffer | null | undefined) => (b ? b.toString('utf8') : '');
 const rawInt = (b: Buffer | null | undefined) => Number(rawText(b));
-const rawBool = (b: Buffer | null | undefined) => rawText(b) === 't';
 
 export type WriteOutcome =
   | ({ ok: true; created: boolean } & StateDocument)
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-const stepsJson = (steps: Record<string, StepStateInput | null> | undefined) =>
-  JSON.stringify(
-    Object.entries(steps ?? {}).flatMap(([id, s]) => (s ? [stepRecord(id, s)] : [])),
-  );
+const refused = (cond: WriteCondition) =>
+  ({ ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' }) as const;
+const meets = (cond: WriteCondition, version: number) => cond.kind !== 'version' || cond.versions.includes(version);
 
-/** A state's stored document (never NULL: a row written without one gets it from wss_fill_doc, 0006). */
-const stateDoc = (sql: Db) => sql`w.doc::text`;
+/** Writes a state's row: its document and the columns taken from it, in one statement. */
+async function writeState(tx: TxSql, s: State): Promise<StateDocument> {
+  const doc = stateDocument(s);
+  await tx`
+    UPDATE workflow_states SET workflow_id = ${s.workflow_id}, status = ${s.status}, user_id = ${s.user_id},
+      updated_at = ${s.updated_at}::timestamptz, version = ${s.version}, doc = ${doc}::text::json
+    WHERE id = ${s.id}::uuid`;
+  return { body: doc, version: s.version };
+}
 
-/** A state's version and document as this transaction last wrote them. */
-async function writtenDocument(tx: TxSql, id: string): Promise<StateDocument> {
-  const [row] = await tx`
-    SELECT w.version, w.doc::text AS body FROM workflow_states w WHERE w.id = ${id}::uuid`.raw() as RawRow[];
-  return { version: rawInt(row![0]), body: row![1]! };
+/** Inserts a new state; false when a state with its id exists (or was created concurrently). */
+async function insertState(tx: TxSql, s: State): Promise<StateDocument | undefined> {
+  const doc = stateDocument(s);
+  const rows = await tx`
+    INSERT INTO workflow_states (id, workflow_id, status, user_id, updated_at, version, doc)
+    VALUES (${s.id}::uuid, ${s.workflow_id}, ${s.status}, ${s.user_id}, ${s.updated_at}::timestamptz, ${s.version},
+            ${doc}::text::json)
+    ON CONFLICT (id) DO NOTHING RETURNING 1`;
+  return rows.length ? { body: doc, version: s.version } : undefined;
+}
+
+/** A state's stored document, parsed, locked until the transaction ends. */
+async function lockedState(tx: TxSql, id: string): Promise<State | undefined> {
+  const [row] = await tx<{ doc: string }[]>`
+    SELECT doc::text AS doc FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+  return row && (JSON.parse(row.doc) as State);
 }
 
 export async function loadWorkflowState(sql: Db, id: string): Promise<StateDocument | undefined> {
   const [row] = await sql`
-    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w WHERE w.id = ${id}::uuid`.raw() as RawRow[];
+    SELECT version, doc::text FROM workflow_states WHERE id = ${id}::uuid`.raw() as RawRow[];
   return row && { version: rawInt(row[0]), body: row[1]! };
 }
 
 export async function latestStateForWorkflowId(sql: Db, workflowId: string): Promise<StateDocument | undefined> {
   const [row] = await sql`
-    SELECT w.version, ${stateDoc(sql)} AS body FROM workflow_states w
-    WHERE w.workflow_id = ${workflowId}
-    ORDER BY w.updated_at DESC, w.id DESC LIMIT 1`.raw() as RawRow[];
+    SELECT version, doc::text FROM workflow_states WHERE workflow_id = ${workflowId}
+    ORDER BY updated_at DESC, id DESC LIMIT 1`.raw() as RawRow[];
   return row && { version: rawInt(row[0]), body: row[1]! };
 }
 
 /**
- * Saves a whole state with its steps replaced exactly, in one round trip. A state's steps live in
- * its document (migration 0006). The service renders them (render.ts) and wss_replace_state writes
- * the row with its document once. Steps with a timestamp the service does not render itself (an
- * instant in UTC outside years 1-9999) go through wss_save_state, which renders them in SQL.
+ * Saves a whole state, its steps replaced exactly, in the caller's transaction. The stored row is
+ * locked first: the new document depends on its version, and on its started_at and updated_at
+ * (kept when the body has none; a replace never moves a state back in time, so an updated_at
+ * older than the stored one is stamped now).
  */
 export async function saveWorkflowState(
-  sql: Db,
+  tx: TxSql,
   id: string,
   s: WorkflowStateInput,
   cond: WriteCondition,
 ): Promise<WriteOutcome> {
-  const versions = cond.kind === 'version' ? cond.versions : null;
-  const rendered = renderSteps(s.steps);
-  const [row] = await sql`
-    SELECT version, created, body FROM ${sql(rendered === undefined ? 'wss_save_state' : 'wss_replace_state')}(
-      ${id}::uuid, ${cond.kind}, ${versions}::int[],
-      ${s.workflow_id}, ${s.workflow_name}, ${s.status ?? 'pending'}, ${s.user_id ?? null},
-      ${s.started_at ?? null}, ${s.updated_at ?? null}, ${s.completed_at ?? null},
-      ${JSON.stringify(s.context === undefined ? {} : s.context)}, ${s.error ?? null},
-      ${rendered ?? stepsJson(s.steps)})`.raw() as RawRow[];
-  if (!row) return { ok: false, reason: 'precondition' };
-  return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
+  const state = (version: number, startedAt: string, updatedAt: string) =>
+    stateOf(id, s, { version, started_at: startedAt, updated_at: updatedAt });
+  for (;;) {
+    const [stored] = await tx<{ version: number; later: boolean | null; started_at: string | null }[]>`
+      SELECT version, ${s.updated_at ?? null}::timestamptz > updated_at AS later,
+             CASE WHEN ${s.started_at == null} THEN doc->>'started_at' END AS started_at
+      FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+    const now = nowTimestamp();
+    if (stored) {
+      if (cond.kind === 'absent' || !meets(cond, stored.version)) return { ok: false, reason: 'precondition' };
+      const updatedAt = stored.later ? s.updated_at! : now;
+      const written = await writeState(tx, state(stored.version + 1, s.started_at ?? stored.started_at!, updatedAt));
+      return { ok: true, created: false, ...written };
+    }
+    if (cond.kind === 'exists' || cond.kind === 'version') return { ok: false, reason: 'precondition' };
+    const created = await insertState(tx, state(1, s.started_at ?? now, s.updated_at ?? now));
+    if (created) return { ok: true, created: true, ...created };
+    if (cond.kind === 'absent') return { ok: false, reason: 'precondition' };
+    // A concurrent save created the state first: replace it.
+  }
 }
 
 /**
- * Changes the given top-level fields and upserts or deletes the given steps, in the caller's
- * transaction: the row first (locking it), then the steps in its document. The document is rendered
- * once: by wss_write_steps when there are steps, else by the wss_fill_doc trigger (doc set NULL).
+ * Changes the given top-level fields and upserts or deletes (null) the given steps, in the
+ * caller's transaction, on the locked stored document.
  */
 export async function patchWorkflowState(
   tx: TxSql,
@@ -89,53 +112,53 @@ export async function patchWorkflowState(
   p: WorkflowPatch,
   cond: WriteCondition,
 ): Promise<WriteOutcome> {
-  const has = (k: keyof WorkflowPatch) => p[k] !== undefined;
-  const finishing = (p.status === 'completed' || p.status === 'failed') && !has('completed_at');
-  const versions = cond.kind === 'version' ? cond.versions : null;
-  const steps = p.steps;
-  const [head] = await tx`
-    UPDATE workflow_states AS w SET
-      workflow_name = CASE WHEN ${has('workflow_name')} THEN ${p.workflow_name ?? null} ELSE w.workflow_name END,
-      status = CASE WHEN ${has('status')} THEN ${p.status ?? null} ELSE w.status END,
-      user_id = CASE WHEN ${has('user_id')} THEN ${p.user_id ?? null} ELSE w.user_id END,
-      context = CASE WHEN ${has('context')} THEN ${JSON.stringify(p.context ?? null)}::text::jsonb ELSE w.context END,
-      error = CASE WHEN ${has('error')} THEN ${p.error ?? null} ELSE w.error END,
-      started_at = CASE WHEN ${has('started_at')} THEN ${p.started_at ?? null}::timestamptz ELSE w.started_at END,
-      completed_at = CASE WHEN ${has('completed_at')} THEN ${p.completed_at ?? null}::timestamptz
-                          WHEN ${finishing} THEN now() ELSE w.completed_at END,
-      updated_at = now(),
-      version = w.version + 1,
-      doc = CASE WHEN ${steps !== undefined} THEN w.doc END
-    WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
-    RETURNING w.version, w.doc::text AS body`.raw() as RawRow[];
-  if (!head) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  if (steps === undefined) return { ok: true, created: false, version: rawInt(head[0]), body: head[1]! };
-
-  const deleted = Object.entries(steps).filter(([, st]) => st === null).map(([k]) => k);
-  await tx`SELECT wss_write_steps(${id}::uuid, ${stepsJson(steps)}, false, ${deleted}::text[])`;
-  return { ok: true, created: false, ...(await writtenDocument(tx, id)) };
+  const stored = await lockedState(tx, id);
+  if (!stored || !meets(cond, stored.version)) return refused(cond);
+  const now = nowTimestamp();
+  const finishing = (p.status === 'completed' || p.status === 'failed') && p.completed_at === undefined;
+  const steps = { ...stored.steps };
+  for (const [stepId, step] of Object.entries(p.steps ?? {})) {
+    if (step === null) delete steps[stepId];
+    else steps[stepId] = stepOf(stepId, step);
+  }
+  const written = await writeState(tx, {
+    ...stored,
+    workflow_name: p.workflow_name ?? stored.workflow_name,
+    status: p.status ?? stored.status,
+    user_id: p.user_id === undefined ? stored.user_id : p.user_id,
+    context: p.context === undefined ? stored.context : p.context,
+    error: p.error === undefined ? stored.error : p.error,
+    started_at: p.started_at ?? stored.started_at,
+    completed_at: p.completed_at !== undefined ? p.completed_at : finishing ? now : stored.completed_at,
+    steps,
+    updated_at: now,
+    version: stored.version + 1,
+  });
+  return { ok: true, created: false, ...written };
 }
 
 export type StepWriteOutcome =
-  | { ok: true; created: boolean; version: number; body: Buffer }
+  | { ok: true; created: boolean; version: number; body: string }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-/** Puts one step into a state's document, bumps its version and updated_at, in one round trip (wss_save_step). */
+/** Puts one step into a state's document and bumps its version and updated_at, in the caller's transaction. */
 export async function saveStepState(
-  sql: Db,
+  tx: TxSql,
   id: string,
   stepId: string,
-  step: StepStateInput,
+  input: StepStateInput,
   cond: WriteCondition,
 ): Promise<StepWriteOutcome> {
-  const r = stepRecord(stepId, step);
-  const versions = cond.kind === 'version' ? cond.versions : null;
-  const [row] = await sql`
-    SELECT version, created, body FROM wss_save_step(
-      ${id}::uuid, ${versions}::int[], ${r.step_id}, ${r.status}, ${r.started_at}, ${r.completed_at},
-      ${JSON.stringify(r.outputs)}, ${r.error}, ${r.retry_count})`.raw() as RawRow[];
-  if (!row) return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
-  return { ok: true, version: rawInt(row[0]), created: rawBool(row[1]), body: row[2]! };
+  const stored = await lockedState(tx, id);
+  if (!stored || !meets(cond, stored.version)) return refused(cond);
+  const step = stepOf(stepId, input);
+  const { version } = await writeState(tx, {
+    ...stored,
+    steps: { ...stored.steps, [stepId]: step },
+    updated_at: nowTimestamp(),
+    version: stored.version + 1,
+  });
+  return { ok: true, created: !Object.hasOwn(stored.steps, stepId), version, body: JSON.stringify(step) };
 }
 
 /** Locks a state for a restore and answers its version, or undefined when it is gone. */
@@ -145,7 +168,7 @@ export async function lockStateVersion(tx: TxSql, id: string): Promise<number | 
   return row?.version;
 }
 
-/** Deletes a state with its steps (in its row); checkpoints go with it (ON DELETE CASCADE). */
+/** Deletes a state with its steps (in its document); checkpoints go with it (ON DELETE CASCADE). */
 export async function deleteWorkflowState(
   sql: Db,
   id: string,
@@ -157,7 +180,7 @@ export async function deleteWorkflowState(
     WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
     RETURNING w.id`;
   if (rows.length) return { ok: true };
-  return { ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' };
+  return refused(cond);
 }
 
 export interface ListFilter {
@@ -166,6 +189,7 @@ export interface ListFilter {
   userId?: string;
   updatedBefore?: string;
   updatedAfter?: string;
+  /** The last row of the previous page: updated_at as PostgreSQL prints it, and the id. */
   after?: { updatedAt: string; id: string };
   limit: number;
 }
@@ -176,11 +200,11 @@ export interface StatePage {
   more: boolean;
 }
 
-/** One query per page, whatever the number of matches: states with their steps, newest updated_at first. */
+/** One query per page, whatever the number of matches: stored documents, newest updated_at first. */
 export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StatePage> {
   const none = sql``;
   const rows = await sql`
-    SELECT ${stateDoc(sql)} AS body, wss_ts(w.updated_at) AS updated_at, w.id::text AS id
+    SELECT doc::text, updated_at::text, id::text
     FROM workflow_states w
     WHERE true
       ${f.statuses ? sql`AND w.status = ANY(${f.statuses}::text[])` : none}

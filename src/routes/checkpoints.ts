@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Sql } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
+import { stateDocument, stateOf } from '../repositories/render.js';
 import { lockStateVersion, saveWorkflowState } from '../repositories/workflows.js';
 import { IdParams, IfMatchHeaders, problemResponses } from '../schemas/common.js';
 import {
@@ -12,7 +12,7 @@ import {
   RestoreInput, RestorePreview,
 } from '../schemas/checkpoints.js';
 import { WorkflowState, WorkflowStateInput } from '../schemas/workflows.js';
-import { decodeCursor, encodeCursor, isStoredTimestamp, pageBody, sendJsonText, writeCondition } from './http.js';
+import { decodeCursor, encodeCursor, pageBody, sendJsonText, writeCondition } from './http.js';
 
 /** A checkpoint's snapshot read as a WorkflowState, or a 422 naming what is wrong with it. */
 function snapshotAsState(snapshot: unknown) {
@@ -27,39 +27,6 @@ function snapshotAsState(snapshot: unknown) {
     throw unprocessable('The checkpoint\'s snapshot is not a workflow state.', errors);
   }
   return parsed.data;
-}
-
-type SnapshotState = ReturnType<typeof snapshotAsState>;
-
-/** The snapshot's state as apply would store it: defaults filled, timestamps rendered as stored. */
-async function previewOf(sql: Sql, s: SnapshotState, workflowStateId: string) {
-  const steps = Object.entries(s.steps ?? {});
-  const stamps = await checkpoints.renderTimestamps(sql, [
-    s.started_at ?? null, s.updated_at ?? null, s.completed_at ?? null,
-    ...steps.flatMap(([, st]) => [st.started_at ?? null, st.completed_at ?? null]),
-  ]);
-  return {
-    id: s.id ?? workflowStateId,
-    workflow_id: s.workflow_id,
-    workflow_name: s.workflow_name,
-    status: s.status ?? 'pending',
-    user_id: s.user_id ?? null,
-    started_at: stamps[0] ?? null,
-    updated_at: stamps[1] ?? null,
-    completed_at: stamps[2] ?? null,
-    context: s.context === undefined ? {} : s.context,
-    error: s.error ?? null,
-    steps: Object.fromEntries(steps.map(([k, st], i) => [k, {
-      step_id: k,
-      status: st.status,
-      started_at: stamps[3 + 2 * i] ?? null,
-      completed_at: stamps[4 + 2 * i] ?? null,
-      outputs: st.outputs ?? null,
-      error: st.error ?? null,
-      retry_count: st.retry_count ?? 0,
-    }])),
-    version: s.version ?? null,
-  };
 }
 
 export async function checkpointRoutes(fastify: FastifyInstance) {
@@ -111,14 +78,14 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([t, s]) => isStoredTimestamp(t!) && /^\d{1,19}$/.test(s!));
+      : decodeCursor(q.cursor, 1, ([seq]) => /^\d{1,18}$/.test(seq!));
     const page = await checkpoints.listCheckpoints(sql, req.params.id, {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',
-      after: after && { timestamp: after[0]!, seq: after[1]! },
+      afterSeq: after?.[0],
     });
     if (!page.stateExists) throw notFound(`Workflow state ${req.params.id} does not exist.`);
-    const next = page.more && page.last ? encodeCursor([page.last.timestamp, page.last.seq]) : null;
+    const next = page.more && page.last ? encodeCursor([page.last]) : null;
     return sendJsonText(reply, 200, pageBody(page.items, next));
   });
 
@@ -223,7 +190,11 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     });
 
     if (result.mode === 'preview') {
-      return reply.code(200).send(await previewOf(sql, result.state, result.workflowStateId));
+      // The snapshot's state as apply would store it; its times and version as the snapshot has them.
+      const { state } = result;
+      return sendJsonText(reply, 200, stateDocument(stateOf(state.id ?? result.workflowStateId, state, {
+        version: state.version ?? null, started_at: state.started_at ?? null, updated_at: state.updated_at ?? null,
+      })));
     }
     const { out, id } = result;
     if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`);

@@ -1,11 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { badRequest, preconditionFailed } from '../errors.js';
 import type { WriteCondition } from '../repositories/conditions.js';
-import { Timestamp, Uuid } from '../schemas/common.js';
+import { rawJson, renderJson } from '../repositories/render.js';
+import { Uuid } from '../schemas/common.js';
 
 export const etag = (version: number) => `"${version}"`;
 
-/** Sends JSON that PostgreSQL already rendered (text or its UTF-8 bytes): no parse, no stringify. */
+/** Sends JSON that render.ts made (text, or stored UTF-8 bytes): no parse, no stringify. */
 export function sendJsonText(reply: FastifyReply, status: number, body: string | Buffer, version?: number) {
   if (version !== undefined) reply.header('etag', etag(version));
   return reply.code(status).type('application/json; charset=utf-8').send(body);
@@ -62,9 +63,8 @@ export function notModified(req: FastifyRequest, version: number): boolean {
   return entityTags(header).some((t) => t === '*' || t === etag(version) || t === `W/${etag(version)}`);
 }
 
-const STORED_TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
-/** A timestamp as this service writes it (so one that came back in a cursor is one it issued). */
-export const isStoredTimestamp = (s: string) => STORED_TS.test(s) && Timestamp.safeParse(s).success;
+/** A timestamptz as PostgreSQL prints it in a UTC session (so one that came back in a cursor is one it issued). */
+export const isDatabaseTimestamp = (s: string) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$/.test(s);
 export const isUuid = (s: string) => Uuid.safeParse(s).success;
 
 /** Opaque keyset cursors: base64url of a JSON array of the last row's sort keys. */
@@ -84,15 +84,6 @@ export function decodeCursor(cursor: string, arity: number, check: (keys: string
   throw badRequest('The cursor is not one this service issued.', [{ path: 'query.cursor', message: 'invalid cursor' }]);
 }
 
-const COMMA = Buffer.from(',');
-
-/** `{"items":[...],"next_cursor":...}` around items that are JSON already. */
-export function pageBody(items: (string | Buffer)[], nextCursor: string | null): Buffer {
-  const parts: Buffer[] = [Buffer.from('{"items":[')];
-  items.forEach((item, i) => {
-    if (i > 0) parts.push(COMMA);
-    parts.push(typeof item === 'string' ? Buffer.from(item) : item);
-  });
-  parts.push(Buffer.from(`],"next_cursor":${JSON.stringify(nextCursor)}}`));
-  return Buffer.concat(parts);
-}
+/** A page of stored documents: `{"items":[...],"next_cursor":...}`. */
+export const pageBody = (items: (string | Buffer)[], nextCursor: string | null) =>
+  renderJson({ items: items.map(rawJson), next_cursor: nextCursor });

@@ -11,7 +11,7 @@ import {
   WorkflowStateInput, WorkflowStatePage,
 } from '../schemas/workflows.js';
 import {
-  decodeCursor, encodeCursor, etag, isStoredTimestamp, isUuid, notModified, pageBody, sendJsonText, writeCondition,
+  decodeCursor, encodeCursor, etag, isDatabaseTimestamp, isUuid, notModified, pageBody, sendJsonText, writeCondition,
 } from './http.js';
 
 function parseStatusFilter(raw: string | undefined): string[] | undefined {
@@ -60,7 +60,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.id', [{ path: 'body.id', message: 'must equal the id in the path' }]);
     }
     const cond = writeCondition(req, req.body.version, true);
-    const out = await workflows.saveWorkflowState(sql, id, req.body, cond);
+    const out = await sql.begin((tx) => workflows.saveWorkflowState(tx, id, req.body, cond));
     if (!out.ok) throw failure(out.reason, id);
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
@@ -118,7 +118,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
     }
     const cond = writeCondition(req);
-    const out = await workflows.saveStepState(sql, id, stepId, req.body, cond);
+    const out = await sql.begin((tx) => workflows.saveStepState(tx, id, stepId, req.body, cond));
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
@@ -149,7 +149,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
-      : decodeCursor(q.cursor, 2, ([u, i]) => isStoredTimestamp(u!) && isUuid(i!));
+      : decodeCursor(q.cursor, 2, ([u, i]) => isDatabaseTimestamp(u!) && isUuid(i!));
     const page = await workflows.listWorkflowStates(sql, {
       statuses: parseStatusFilter(q.status),
       workflowId: q.workflow_id,

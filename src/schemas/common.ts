@@ -3,14 +3,53 @@ import { z } from 'zod';
 /** Any 8-4-4-4-12 hex identifier, as PostgreSQL's uuid type accepts it. */
 export const Uuid = z.guid();
 export const Text255 = z.string().min(1).max(255);
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/;
+
 /**
- * RFC 3339 with a Z or an offset; any fraction is accepted, PostgreSQL keeps microseconds.
- * Years 0001-9999 and offsets within ±15:59, the ranges PostgreSQL's timestamptz accepts.
+ * A timestamp in the one form the service stores and answers: UTC, rounded to the nearest
+ * microsecond (halves up), Z. Undefined for a date that does not exist or an instant outside years
+ * 0001-9999 in UTC.
+ */
+export function utcTimestamp(s: string): string | undefined {
+  const m = RFC3339.exec(s);
+  if (!m) return undefined;
+  const [, date, time, fraction = '', offset] = m;
+  if (new Date(`${date}T00:00:00Z`).toISOString().slice(0, 10) !== date) return undefined; // e.g. 2025-02-29
+  let micros = Number(fraction.slice(0, 6).padEnd(6, '0')) + (fraction.charCodeAt(6) >= 53 /* '5' */ ? 1 : 0);
+  const seconds = new Date(`${date}T${time}${offset}`);
+  if (micros === 1_000_000) {
+    micros = 0;
+    seconds.setUTCSeconds(seconds.getUTCSeconds() + 1);
+  }
+  const utc = seconds.toISOString();
+  if (!/^\d{4}-/.test(utc) || utc.startsWith('0000')) return undefined;
+  return `${utc.slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
+}
+
+let lastNowMicros = 0;
+/** Now, in the stored form; strictly increasing within the process, so two writes never tie. */
+export function nowTimestamp(): string {
+  const micros = Math.max(Date.now() * 1000, lastNowMicros + 1);
+  lastNowMicros = micros;
+  const seconds = new Date(Math.floor(micros / 1000)).toISOString().slice(0, 19);
+  return `${seconds}.${String(micros % 1_000_000).padStart(6, '0')}Z`;
+}
+
+/**
+ * RFC 3339 with a Z or an offset, any fraction; parsed into the stored form (utcTimestamp), which
+ * is what the service stores and answers: it is normalised here, at the edge, and nowhere else.
  */
 export const Timestamp = z.iso
   .datetime({ offset: true })
-  .refine((s) => !s.startsWith('0000'), 'year must be 0001 or later')
-  .refine((s) => !/[+-](1[6-9]|2\d):\d\d$/.test(s), 'offset must be within ±15:59');
+  .transform((s, ctx) => {
+    const utc = utcTimestamp(s);
+    if (utc === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'must be an existing date and time within years 0001-9999 in UTC' });
+      return z.NEVER;
+    }
+    return utc;
+  })
+  .meta({ description: 'RFC 3339 date-time; stored and answered in UTC with six fraction digits and Z.' });
 /** Any JSON value; strings inside are checked for characters PostgreSQL cannot store before validation. */
 export const JsonValue = z.unknown().meta({ description: 'Any JSON value.' });
 

@@ -81,6 +81,8 @@ export const StepState = z
     retry_count: z.int(),
   })
   .meta({ id: 'StepState' });
+/** A step as stored in its state's document and answered: the service's one type of a step. */
+export type Step = z.infer<typeof StepState>;
 
 export const WorkflowState = z
   .object({
@@ -98,6 +100,8 @@ export const WorkflowState = z
     version: z.int(),
   })
   .meta({ id: 'WorkflowState' });
+/** A state as stored (its document) and answered. */
+export type State = z.infer<typeof WorkflowState>;
 
 export const WorkflowStatePage = z
   .object({ items: z.array(WorkflowState), next_cursor: z.string().nullable() })
