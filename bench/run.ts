@@ -251,10 +251,11 @@ async function main(): Promise<boolean> {
     await seedStates(sql);
     // Every state has one checkpoint, so "latest" always answers 200.
     await sql`
+      WITH c AS (SELECT gen_random_uuid() AS id, w.id AS state_id, w.doc FROM workflow_states w)
       INSERT INTO checkpoints (id, workflow_state_id, doc, snapshot)
-      SELECT c.id, w.id, json_build_object('id', c.id, 'workflow_state_id', w.id, 'step_id', 'step-20',
-               'timestamp', '2026-01-01T00:00:00.000000Z', 'parent_id', NULL), w.doc
-      FROM workflow_states w, LATERAL (SELECT gen_random_uuid() AS id) c`;
+      SELECT c.id, c.state_id, json_build_object('id', c.id, 'workflow_state_id', c.state_id, 'step_id', 'step-20',
+               'timestamp', '2026-01-01T00:00:00.000000Z', 'parent_id', NULL), c.doc
+      FROM c`;
     log('seeding the same in the seed\'s own tables (schema seed)...');
     await seedSeedSchema(sql);
 

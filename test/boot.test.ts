@@ -122,6 +122,30 @@ t.test('an applied migration that was edited stops boot with a clear message', a
   t.match(server.output(), /was edited after it was applied/);
 });
 
+t.test('a database of a pre-release 0.1 build is refused at boot with a message to recreate it', async (t) => {
+  const url = await freshDatabase(t);
+  const sql = createSql(url, { max: 1 });
+  t.teardown(() => sql.end());
+  const migrations = await loadMigrations();
+  // What a 0.1 build left: the seed's schema, then its own 0002-0006 (only the records matter here).
+  await migrate(sql, migrations.slice(0, 1));
+  const prerelease = ['0002_jsonb_versions_indexes.sql', '0003_state_documents.sql', '0004_single_round_trip_writes.sql',
+    '0005_replace_state_with_client_document.sql', '0006_steps_live_in_the_document.sql'];
+  for (const [i, name] of prerelease.entries()) {
+    await sql`INSERT INTO schema_migrations (version, name, checksum) VALUES (${i + 2}, ${name}, ${'a'.repeat(64)})`;
+  }
+  await t.rejects(migrate(sql, migrations), {
+    name: 'MigrationError',
+    message: /created by a pre-release build .*0002_jsonb_versions_indexes\.sql.*0002_state_documents\.sql.*not upgraded: recreate it/,
+  });
+  const [left] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM schema_migrations`;
+  t.equal(left!.n, 6, 'nothing was applied');
+
+  const server = startServer({ DATABASE_URL: url }, await freePort());
+  t.equal(await server.exited, 1);
+  t.match(server.output(), /Databases of 0\.1 builds are not upgraded: recreate it/);
+});
+
 t.test('configuration is parsed once and fails fast naming the variable', async (t) => {
   t.throws(() => loadConfig({ PORT: 'eighty' }), { name: 'ConfigError', message: /PORT/ });
   t.throws(() => loadConfig({ PORT: 'eighty', DATABASE_POOL_MAX: '0' }), { message: /PORT[\s\S]*DATABASE_POOL_MAX/ });

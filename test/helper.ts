@@ -23,12 +23,22 @@ function cluster(t: Teardown) {
   return server;
 }
 
+export interface DatabaseOptions {
+  /** Create it with an ICU collation (a language's order, not the bytes' order of the C locale). */
+  icuLocale?: string;
+}
+
 /** A fresh, empty database for one test file, dropped at the end. */
-export async function freshDatabase(t: Teardown): Promise<string> {
+export async function freshDatabase(t: Teardown, opts: DatabaseOptions = {}): Promise<string> {
   const { url } = await cluster(t);
   const name = `wss_test_${randomBytes(6).toString('hex')}`;
   const admin = postgres(url, { max: 1, onnotice: () => {} });
-  await admin`CREATE DATABASE ${admin(name)}`;
+  if (opts.icuLocale) {
+    await admin`CREATE DATABASE ${admin(name)} TEMPLATE template0 ENCODING 'UTF8'
+      LOCALE_PROVIDER icu ICU_LOCALE ${admin.unsafe(`'${opts.icuLocale.replace(/'/g, "''")}'`)} LOCALE 'C'`;
+  } else {
+    await admin`CREATE DATABASE ${admin(name)}`;
+  }
   t.teardown(async () => {
     await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
     await admin.end();
@@ -46,8 +56,12 @@ export interface TestApp {
 }
 
 /** The app on a fresh, migrated database, as server.ts builds it but without listening. */
-export async function buildTestApp(t: Teardown, env: Record<string, string> = {}): Promise<TestApp> {
-  const url = await freshDatabase(t);
+export async function buildTestApp(
+  t: Teardown,
+  env: Record<string, string> = {},
+  db: DatabaseOptions = {},
+): Promise<TestApp> {
+  const url = await freshDatabase(t, db);
   const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', ...env });
   const sql = createSql(url, { max: 10 });
   const migrations = await loadMigrations();
