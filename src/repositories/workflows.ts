@@ -27,31 +27,59 @@ const refused = (cond: WriteCondition) =>
   ({ ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' }) as const;
 const meets = (cond: WriteCondition, version: number) => cond.kind !== 'version' || cond.versions.includes(version);
 
-/** Writes a state's row: its document and the columns taken from it, in one statement. */
-async function writeState(tx: TxSql, s: State): Promise<StateDocument> {
-  const doc = stateDocument(s);
-  await tx`
-    UPDATE workflow_states SET workflow_id = ${s.workflow_id}, status = ${s.status}, user_id = ${s.user_id},
-      updated_at = ${s.updated_at}::timestamptz, version = ${s.version}, doc = ${doc}::text::json
-    WHERE id = ${s.id}::uuid`;
-  return { body: doc, version: s.version };
+/** An attempt at a write that found the state changed (or created) since it read it. */
+const RACED = Symbol('raced');
+type Attempt<T> = (db: Db, lock: boolean) => Promise<T | typeof RACED>;
+
+const inTransaction = (db: Db): db is TxSql => typeof (db as Partial<TxSql>).savepoint === 'function';
+
+/**
+ * Runs a write that reads a state, makes its next document in the service and writes it back.
+ * The first attempt holds no lock: it writes only if the state is still at the version it read,
+ * so an uncontended write is two statements without a transaction. When another write came first,
+ * the write runs again in a transaction that locks the row as it reads it, so the writers of a busy
+ * state queue for it instead of retrying. In a caller's transaction, it locks at once.
+ */
+async function rewrite<T>(db: Db, attempt: Attempt<T>): Promise<T> {
+  if (!inTransaction(db)) {
+    const first = await attempt(db, false);
+    if (first !== RACED) return first;
+    return (db as Sql).begin((tx) => rewrite(tx, attempt)) as Promise<T>;
+  }
+  for (;;) {
+    const out = await attempt(db, true);
+    if (out !== RACED) return out; // locked, only an insert can race: a concurrent create
+  }
 }
 
-/** Inserts a new state; false when a state with its id exists (or was created concurrently). */
-async function insertState(tx: TxSql, s: State): Promise<StateDocument | undefined> {
+const forUpdate = (db: Db, lock: boolean) => (lock ? db`FOR NO KEY UPDATE` : db``);
+
+/** Writes a state's row (its document and the columns taken from it) if it is still at `read`. */
+async function writeState(db: Db, s: State, read: number): Promise<StateDocument | typeof RACED> {
   const doc = stateDocument(s);
-  const rows = await tx`
+  const rows = await db`
+    UPDATE workflow_states SET workflow_id = ${s.workflow_id}, status = ${s.status}, user_id = ${s.user_id},
+      updated_at = ${s.updated_at}::timestamptz, version = ${s.version}, doc = ${doc}::text::json
+    WHERE id = ${s.id}::uuid AND version = ${read}
+    RETURNING 1`;
+  return rows.length ? { body: doc, version: s.version } : RACED;
+}
+
+/** Inserts a new state, unless a state with its id exists (or was created concurrently). */
+async function insertState(db: Db, s: State): Promise<StateDocument | typeof RACED> {
+  const doc = stateDocument(s);
+  const rows = await db`
     INSERT INTO workflow_states (id, workflow_id, status, user_id, updated_at, version, doc)
     VALUES (${s.id}::uuid, ${s.workflow_id}, ${s.status}, ${s.user_id}, ${s.updated_at}::timestamptz, ${s.version},
             ${doc}::text::json)
     ON CONFLICT (id) DO NOTHING RETURNING 1`;
-  return rows.length ? { body: doc, version: s.version } : undefined;
+  return rows.length ? { body: doc, version: s.version } : RACED;
 }
 
-/** A state's stored document, parsed, locked until the transaction ends. */
-async function lockedState(tx: TxSql, id: string): Promise<State | undefined> {
-  const [row] = await tx<{ doc: string }[]>`
-    SELECT doc::text AS doc FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+/** A state's stored document, parsed (and locked until the transaction ends when `lock`). */
+async function storedState(db: Db, id: string, lock: boolean): Promise<State | undefined> {
+  const [row] = await db<{ doc: string }[]>`
+    SELECT doc::text AS doc FROM workflow_states WHERE id = ${id}::uuid ${forUpdate(db, lock)}`;
   return row && (JSON.parse(row.doc) as State);
 }
 
@@ -69,96 +97,87 @@ export async function latestStateForWorkflowId(sql: Db, workflowId: string): Pro
 }
 
 /**
- * Saves a whole state, its steps replaced exactly, in the caller's transaction. The stored row is
- * locked first: the new document depends on its version, and on its started_at and updated_at
- * (kept when the body has none; a replace never moves a state back in time, so an updated_at
- * older than the stored one is stamped now).
+ * Saves a whole state, its steps replaced exactly. The new document depends on the stored row: its
+ * version, and its started_at and updated_at (kept when the body has none; a replace never moves a
+ * state back in time, so an updated_at older than the stored one is stamped now).
  */
-export async function saveWorkflowState(
-  tx: TxSql,
-  id: string,
-  s: WorkflowStateInput,
-  cond: WriteCondition,
-): Promise<WriteOutcome> {
+export function saveWorkflowState(db: Db, id: string, s: WorkflowStateInput, cond: WriteCondition): Promise<WriteOutcome> {
   const state = (version: number, startedAt: string, updatedAt: string) =>
     stateOf(id, s, { version, started_at: startedAt, updated_at: updatedAt });
-  for (;;) {
-    const [stored] = await tx<{ version: number; later: boolean | null; started_at: string | null }[]>`
+  return rewrite(db, async (db, lock): Promise<WriteOutcome | typeof RACED> => {
+    const [stored] = await db<{ version: number; later: boolean | null; started_at: string | null }[]>`
       SELECT version, ${s.updated_at ?? null}::timestamptz > updated_at AS later,
              CASE WHEN ${s.started_at == null} THEN doc->>'started_at' END AS started_at
-      FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+      FROM workflow_states WHERE id = ${id}::uuid ${forUpdate(db, lock)}`;
     const now = nowTimestamp();
     if (stored) {
       if (cond.kind === 'absent' || !meets(cond, stored.version)) return { ok: false, reason: 'precondition' };
-      const updatedAt = stored.later ? s.updated_at! : now;
-      const written = await writeState(tx, state(stored.version + 1, s.started_at ?? stored.started_at!, updatedAt));
-      return { ok: true, created: false, ...written };
+      const next = state(stored.version + 1, s.started_at ?? stored.started_at!, stored.later ? s.updated_at! : now);
+      const written = await writeState(db, next, stored.version);
+      return written === RACED ? RACED : { ok: true, created: false, ...written };
     }
     if (cond.kind === 'exists' || cond.kind === 'version') return { ok: false, reason: 'precondition' };
-    const created = await insertState(tx, state(1, s.started_at ?? now, s.updated_at ?? now));
-    if (created) return { ok: true, created: true, ...created };
-    if (cond.kind === 'absent') return { ok: false, reason: 'precondition' };
-    // A concurrent save created the state first: replace it.
-  }
+    const created = await insertState(db, state(1, s.started_at ?? now, s.updated_at ?? now));
+    if (created !== RACED) return { ok: true, created: true, ...created };
+    // A concurrent save created the state first: create-only fails, otherwise it is replaced.
+    return cond.kind === 'absent' ? { ok: false, reason: 'precondition' } : RACED;
+  });
 }
 
-/**
- * Changes the given top-level fields and upserts or deletes (null) the given steps, in the
- * caller's transaction, on the locked stored document.
- */
-export async function patchWorkflowState(
-  tx: TxSql,
-  id: string,
-  p: WorkflowPatch,
-  cond: WriteCondition,
-): Promise<WriteOutcome> {
-  const stored = await lockedState(tx, id);
-  if (!stored || !meets(cond, stored.version)) return refused(cond);
-  const now = nowTimestamp();
-  const finishing = (p.status === 'completed' || p.status === 'failed') && p.completed_at === undefined;
-  const steps = { ...stored.steps };
-  for (const [stepId, step] of Object.entries(p.steps ?? {})) {
-    if (step === null) delete steps[stepId];
-    else steps[stepId] = stepOf(stepId, step);
-  }
-  const written = await writeState(tx, {
-    ...stored,
-    workflow_name: p.workflow_name ?? stored.workflow_name,
-    status: p.status ?? stored.status,
-    user_id: p.user_id === undefined ? stored.user_id : p.user_id,
-    context: p.context === undefined ? stored.context : p.context,
-    error: p.error === undefined ? stored.error : p.error,
-    started_at: p.started_at ?? stored.started_at,
-    completed_at: p.completed_at !== undefined ? p.completed_at : finishing ? now : stored.completed_at,
-    steps,
-    updated_at: now,
-    version: stored.version + 1,
+/** Changes the given top-level fields and upserts or deletes (null) the given steps. */
+export function patchWorkflowState(db: Db, id: string, p: WorkflowPatch, cond: WriteCondition): Promise<WriteOutcome> {
+  return rewrite(db, async (db, lock): Promise<WriteOutcome | typeof RACED> => {
+    const stored = await storedState(db, id, lock);
+    if (!stored || !meets(cond, stored.version)) return refused(cond);
+    const now = nowTimestamp();
+    const finishing = (p.status === 'completed' || p.status === 'failed') && p.completed_at === undefined;
+    const steps = { ...stored.steps };
+    for (const [stepId, step] of Object.entries(p.steps ?? {})) {
+      if (step === null) delete steps[stepId];
+      else steps[stepId] = stepOf(stepId, step);
+    }
+    const written = await writeState(db, {
+      ...stored,
+      workflow_name: p.workflow_name ?? stored.workflow_name,
+      status: p.status ?? stored.status,
+      user_id: p.user_id === undefined ? stored.user_id : p.user_id,
+      context: p.context === undefined ? stored.context : p.context,
+      error: p.error === undefined ? stored.error : p.error,
+      started_at: p.started_at ?? stored.started_at,
+      completed_at: p.completed_at !== undefined ? p.completed_at : finishing ? now : stored.completed_at,
+      steps,
+      updated_at: now,
+      version: stored.version + 1,
+    }, stored.version);
+    return written === RACED ? RACED : { ok: true, created: false, ...written };
   });
-  return { ok: true, created: false, ...written };
 }
 
 export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: string }
   | { ok: false; reason: 'precondition' | 'not-found' };
 
-/** Puts one step into a state's document and bumps its version and updated_at, in the caller's transaction. */
-export async function saveStepState(
-  tx: TxSql,
+/** Puts one step into a state's document and bumps its version and updated_at. */
+export function saveStepState(
+  db: Db,
   id: string,
   stepId: string,
   input: StepStateInput,
   cond: WriteCondition,
 ): Promise<StepWriteOutcome> {
-  const stored = await lockedState(tx, id);
-  if (!stored || !meets(cond, stored.version)) return refused(cond);
   const step = stepOf(stepId, input);
-  const { version } = await writeState(tx, {
-    ...stored,
-    steps: { ...stored.steps, [stepId]: step },
-    updated_at: nowTimestamp(),
-    version: stored.version + 1,
+  return rewrite(db, async (db, lock): Promise<StepWriteOutcome | typeof RACED> => {
+    const stored = await storedState(db, id, lock);
+    if (!stored || !meets(cond, stored.version)) return refused(cond);
+    const written = await writeState(db, {
+      ...stored,
+      steps: { ...stored.steps, [stepId]: step },
+      updated_at: nowTimestamp(),
+      version: stored.version + 1,
+    }, stored.version);
+    if (written === RACED) return RACED;
+    return { ok: true, created: !Object.hasOwn(stored.steps, stepId), version: written.version, body: JSON.stringify(step) };
   });
-  return { ok: true, created: !Object.hasOwn(stored.steps, stepId), version, body: JSON.stringify(step) };
 }
 
 /** Locks a state for a restore and answers its version, or undefined when it is gone. */

@@ -60,7 +60,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.id', [{ path: 'body.id', message: 'must equal the id in the path' }]);
     }
     const cond = writeCondition(req, req.body.version, true);
-    const out = await sql.begin((tx) => workflows.saveWorkflowState(tx, id, req.body, cond));
+    const out = await workflows.saveWorkflowState(sql, id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
@@ -96,7 +96,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const { id } = req.params;
     const cond = writeCondition(req, req.body.version);
-    const out = await sql.begin((tx) => workflows.patchWorkflowState(tx, id, req.body, cond));
+    const out = await workflows.patchWorkflowState(sql, id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, 200, out.body, out.version);
   });
@@ -118,7 +118,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
     }
     const cond = writeCondition(req);
-    const out = await sql.begin((tx) => workflows.saveStepState(tx, id, stepId, req.body, cond));
+    const out = await workflows.saveStepState(sql, id, stepId, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
