@@ -3,7 +3,10 @@ import { z } from 'zod';
 /** Any 8-4-4-4-12 hex identifier, as PostgreSQL's uuid type accepts it. */
 export const Uuid = z.guid();
 export const Text255 = z.string().min(1).max(255);
-const RFC3339 = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:\.(\d+))?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+
+const daysInMonth = (year: number, month: number) =>
+  month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
 
 /**
  * A timestamp in the one form the service stores and answers: UTC, rounded to the nearest
@@ -13,10 +16,14 @@ const RFC3339 = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2
 export function utcTimestamp(s: string): string | undefined {
   const m = RFC3339.exec(s);
   if (!m) return undefined;
-  const [, date, time, fraction = '', offset] = m;
-  if (new Date(`${date}T00:00:00Z`).toISOString().slice(0, 10) !== date) return undefined; // e.g. 2025-02-29
+  const [, year, month, day, time, fraction = '', offset] = m;
+  if (Number(month) < 1 || Number(month) > 12 || Number(day) < 1 || Number(day) > daysInMonth(Number(year), Number(month))) {
+    return undefined;
+  }
+  // Already in that form: what this service answers, so what a client usually sends back.
+  if (offset === 'Z' && fraction.length === 6 && year !== '0000') return s;
   let micros = Number(fraction.slice(0, 6).padEnd(6, '0')) + (fraction.charCodeAt(6) >= 53 /* '5' */ ? 1 : 0);
-  const seconds = new Date(`${date}T${time}${offset}`);
+  const seconds = new Date(`${year}-${month}-${day}T${time}${offset}`);
   if (micros === 1_000_000) {
     micros = 0;
     seconds.setUTCSeconds(seconds.getUTCSeconds() + 1);
