@@ -15,7 +15,7 @@ export type CheckpointOutcome =
   | { kind: 'created' | 'replayed'; id: string; body: Buffer }
   | { kind: 'conflict' | 'state-not-found' };
 
-/** A checkpoint from its stored document and snapshot (re-rendered, so one adopted from a seed database reads like any other). */
+/** A checkpoint from its stored fields and snapshot; the fields are re-rendered, so one adopted from a seed database reads like any other. */
 const fromRow = (doc: string, snapshot?: string | null) => renderCheckpoint(JSON.parse(doc) as CheckpointFields, snapshot);
 
 /**

@@ -7,8 +7,8 @@ import { stateDocument, stateOf, stepOf } from './render.js';
 type Db = Sql | TxSql;
 
 /**
- * A state's stored document, with the version that is its ETag. The body stays the UTF-8 bytes
- * PostgreSQL sent (postgres.js `.raw()`): it is written to the client as is.
+ * A state's stored document, with the version that is its ETag: on a read the UTF-8 bytes
+ * PostgreSQL sent (postgres.js `.raw()`), on a write the text just stored; sent to the client as is.
  */
 export interface StateDocument {
   body: Buffer | string;
