@@ -37,13 +37,10 @@ const target = {
 };
 
 /** A body with what every path sets by itself (its id, updated_at, version) masked. */
-function masked(body: string, id: string): string {
-  const out = body
-    .replace(`{"id":"${id}",`, '{"id":"*",')
-    .replace(/"updated_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"/, '"updated_at":"*"')
-    .replace(/,"version":\d+\}$/, ',"version":*}');
-  return out;
-}
+const masked = (body: string, id: string) => body
+  .replace(`{"id":"${id}",`, '{"id":"*",')
+  .replace(/"updated_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"/, '"updated_at":"*"')
+  .replace(/,"version":\d+\}$/, ',"version":*}');
 
 async function send(app: FastifyInstance, method: 'PUT' | 'PATCH' | 'POST', url: string, body: unknown, status: number) {
   const res = await app.inject({ method, url, ...json(body) });

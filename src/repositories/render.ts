@@ -53,8 +53,6 @@ export function stateOf(id: string, s: WorkflowStateInput, known: Known<StateSha
  * the order of their ids compared as UTF-16 code units (ids that are integers first, ascending, as
  * a JavaScript object keeps them), whatever the order they were written in or the database's collation.
  */
-export function stateDocument(s: State): string;
-export function stateDocument(s: StateShape): string;
 export function stateDocument(s: StateShape): string {
   const ids = Object.keys(s.steps).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify({
