@@ -55,6 +55,8 @@ export function fromDatabaseError(err: unknown): HttpProblem | undefined {
       code === '57P03' || code === '53300') {
     return unavailable('The database is unavailable; retry shortly.');
   }
+  // What transaction() did not manage to run again: the same request later will likely succeed.
+  if (code === '40001' || code === '40P01') return unavailable('The request collided with concurrent ones; retry shortly.');
   if (code === '23505') return conflict('A resource with this identifier already exists.');
   if (BAD_INPUT_STATES.has(code)) return badRequest('The database refused a value in the request.');
   return undefined;

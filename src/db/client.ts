@@ -38,3 +38,20 @@ export function createSql(url: string, opts: PoolOptions): Sql {
     },
   });
 }
+
+/** SQLSTATEs with which PostgreSQL aborts a transaction that may well succeed when run again. */
+const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
+
+/**
+ * `sql.begin`, run again (up to `attempts` times in all) when PostgreSQL aborts it with a
+ * serialization failure or a deadlock: nothing of an aborted transaction was written.
+ */
+export async function transaction<T>(sql: Sql, fn: (tx: TxSql) => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await sql.begin(fn)) as T;
+    } catch (err) {
+      if (attempt >= attempts || !RETRYABLE.has((err as { code?: string }).code ?? '')) throw err;
+    }
+  }
+}

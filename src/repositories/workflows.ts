@@ -1,4 +1,4 @@
-import type { Sql, TxSql } from '../db/client.js';
+import { type Sql, transaction, type TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
 import type { State, StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
 import type { WriteCondition } from './conditions.js';
@@ -44,7 +44,7 @@ async function rewrite<T>(db: Db, attempt: Attempt<T>): Promise<T> {
   if (!inTransaction(db)) {
     const first = await attempt(db, false);
     if (first !== RACED) return first;
-    return (db as Sql).begin((tx) => rewrite(tx, attempt)) as Promise<T>;
+    return transaction(db, (tx) => rewrite(tx, attempt));
   }
   for (;;) {
     const out = await attempt(db, true);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { transaction } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
 import * as checkpoints from '../repositories/checkpoints.js';
@@ -50,7 +51,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     const { id } = req.params;
     const cid = req.body.id ?? randomUUID();
     const snapshot = req.body.snapshot === undefined ? undefined : JSON.stringify(req.body.snapshot);
-    const out = await sql.begin((tx) =>
+    const out = await transaction(sql, (tx) =>
       checkpoints.createCheckpoint(tx, id, { id: cid, stepId: req.body.step_id, snapshot }, retention));
     switch (out.kind) {
       case 'state-not-found':
@@ -164,7 +165,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       throw badRequest('If-Match applies to mode apply only.', [{ path: 'headers.if-match', message: 'only with mode apply' }]);
     }
 
-    const result = await sql.begin(async (tx) => {
+    const result = await transaction(sql, async (tx) => {
       const cp = await checkpoints.checkpointSnapshot(tx, cid);
       if (!cp) throw notFound(`Checkpoint ${cid} does not exist.`);
       const unstorable = findUnstorable(cp.snapshot, 'snapshot');

@@ -1,0 +1,79 @@
+/**
+ * Concurrency never becomes a 500: every path locks a state before its checkpoints, and a
+ * transaction PostgreSQL still aborts (deadlock, serialization failure) runs again, then is a 503.
+ */
+import { randomUUID } from 'node:crypto';
+import t from 'tap';
+import { createSql, transaction } from '../src/db/client.js';
+import { fromDatabaseError } from '../src/errors.js';
+import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
+
+t.test('a transaction aborted as a deadlock runs again, and takes effect once', async (t) => {
+  const url = await freshDatabase(t);
+  const sql = createSql(url, { max: 4 });
+  t.teardown(() => sql.end({ timeout: 5 }));
+  await sql`CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)`;
+  await sql`INSERT INTO pair VALUES (1, 0), (2, 0)`;
+
+  // Each takes its first row, waits until the other has too, then asks for the other's: a deadlock.
+  let arrived = 0;
+  let release!: () => void;
+  const bothHoldOne = new Promise<void>((r) => { release = r; });
+  let attempts = 0;
+  const crosswise = (first: number, second: number) => transaction(sql, async (tx) => {
+    attempts++;
+    await tx`UPDATE pair SET n = n + 1 WHERE id = ${first}`;
+    if (++arrived === 2) release();
+    await bothHoldOne;
+    await tx`UPDATE pair SET n = n + 1 WHERE id = ${second}`;
+  });
+  await Promise.all([crosswise(1, 2), crosswise(2, 1)]);
+  t.equal(attempts, 3, 'PostgreSQL aborted one of the two, which ran again');
+  t.same((await sql<{ n: number }[]>`SELECT n FROM pair ORDER BY id`).map((r) => r.n), [2, 2], 'each took effect once');
+
+  let tries = 0;
+  await t.rejects(transaction(sql, async () => {
+    tries++;
+    throw Object.assign(new Error('could not serialize access'), { code: '40001' });
+  }), { code: '40001' });
+  t.equal(tries, 3, 'at most three attempts');
+  for (const code of ['40001', '40P01']) {
+    const problem = fromDatabaseError({ code });
+    t.equal(problem?.status, 503, `${code} left over is a 503`);
+    t.same(problem?.headers, { 'retry-after': '1' });
+  }
+});
+
+t.test('restores, checkpoints, retention and purge racing on the same states: never a 5xx', async (t) => {
+  const { app } = await buildTestApp(t, { CHECKPOINT_RETENTION: '3' });
+  const ids = [randomUUID(), randomUUID()];
+
+  const statuses = new Map<number, number>();
+  const count = (status: number) => statuses.set(status, (statuses.get(status) ?? 0) + 1);
+  let purged = 0;
+  const end = Date.now() + 3000;
+  const loop = async (request: () => Promise<{ statusCode: number }>) => {
+    while (Date.now() < end) count((await request()).statusCode);
+  };
+  const latest = async (id: string) => (await app.inject({ url: `/v1/workflows/${id}/checkpoints/latest` })).json().id;
+  // A state purged is created again by its PUT loop, with an old updated_at (kept on create), so
+  // purge keeps finding the states that checkpoints and restores are working on.
+  const old = stateBody({ status: 'completed', updated_at: '2020-01-01T00:00:00Z' });
+  await Promise.all([
+    ...ids.flatMap((id) => [
+      loop(() => app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(old) })),
+      loop(() => app.inject({ method: 'POST', url: `/v1/workflows/${id}/checkpoints`, ...json({ step_id: 's' }) })),
+      loop(async () => app.inject({ method: 'POST', url: `/v1/checkpoints/${await latest(id)}/restore`, ...json({}) })),
+    ]),
+    loop(async () => {
+      const res = await app.inject({ method: 'POST', url: '/v1/purge', ...json({ older_than: '2021-01-01T00:00:00Z' }) });
+      if (res.statusCode === 200) purged += res.json().deleted;
+      return res;
+    }),
+  ]);
+  t.comment(JSON.stringify([...statuses]));
+  const fivexx = [...statuses].filter(([s]) => s >= 500);
+  t.same(fivexx, [], `no 5xx among ${[...statuses.values()].reduce((a, b) => a + b, 0)} answers`);
+  t.ok((statuses.get(201) ?? 0) > 0 && (statuses.get(200) ?? 0) > 0, 'states, checkpoints and restores were made');
+  t.ok(purged > 0, `purge deleted racing states (${purged} times)`);
+});
