@@ -51,29 +51,35 @@ t.test('restores, checkpoints, retention and purge racing on the same states: ne
   const statuses = new Map<number, number>();
   const count = (status: number) => statuses.set(status, (statuses.get(status) ?? 0) + 1);
   let purged = 0;
+  let restored = 0;
   const end = Date.now() + 3000;
   const loop = async (request: () => Promise<{ statusCode: number }>) => {
     while (Date.now() < end) count((await request()).statusCode);
   };
   const latest = async (id: string) => (await app.inject({ url: `/v1/workflows/${id}/checkpoints/latest` })).json().id;
-  // A state purged is created again by its PUT loop, with an old updated_at (kept on create), so
-  // purge keeps finding the states that checkpoints and restores are working on.
-  const old = stateBody({ status: 'completed', updated_at: '2020-01-01T00:00:00Z' });
+  // Purge takes every finished state it finds; each state's PUT loop creates it again, so purge
+  // keeps deleting (with their checkpoints) the states that checkpoints and restores work on.
+  const finished = stateBody({ status: 'completed' });
   await Promise.all([
     ...ids.flatMap((id) => [
-      loop(() => app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(old) })),
+      loop(() => app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(finished) })),
       loop(() => app.inject({ method: 'POST', url: `/v1/workflows/${id}/checkpoints`, ...json({ step_id: 's' }) })),
-      loop(async () => app.inject({ method: 'POST', url: `/v1/checkpoints/${await latest(id)}/restore`, ...json({}) })),
+      loop(async () => {
+        const res = await app.inject({ method: 'POST', url: `/v1/checkpoints/${await latest(id)}/restore`, ...json({}) });
+        if (res.statusCode === 200) restored++;
+        return res;
+      }),
     ]),
     loop(async () => {
-      const res = await app.inject({ method: 'POST', url: '/v1/purge', ...json({ older_than: '2021-01-01T00:00:00Z' }) });
+      const res = await app.inject({ method: 'POST', url: '/v1/purge', ...json({ older_than: '2100-01-01T00:00:00Z' }) });
       if (res.statusCode === 200) purged += res.json().deleted;
+      await new Promise((r) => setTimeout(r, 20)); // leaves the states alive long enough to be restored
       return res;
     }),
   ]);
   t.comment(JSON.stringify([...statuses]));
   const fivexx = [...statuses].filter(([s]) => s >= 500);
   t.same(fivexx, [], `no 5xx among ${[...statuses.values()].reduce((a, b) => a + b, 0)} answers`);
-  t.ok((statuses.get(201) ?? 0) > 0 && (statuses.get(200) ?? 0) > 0, 'states, checkpoints and restores were made');
+  t.ok(restored > 0, `checkpoints were restored (${restored} times)`);
   t.ok(purged > 0, `purge deleted racing states (${purged} times)`);
 });
