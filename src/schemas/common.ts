@@ -103,7 +103,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   413: 'Body larger than BODY_LIMIT_BYTES',
   415: 'Body is not JSON',
   422: 'The checkpoint\'s snapshot is not a workflow state',
-  503: 'Database unavailable; retry after Retry-After seconds',
+  503: 'Database unavailable, or the request kept colliding with concurrent ones; retry after Retry-After seconds',
 };
 
 /** Problem responses a route can give besides its own, as application/problem+json. */
