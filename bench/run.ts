@@ -17,6 +17,7 @@ import postgres from 'postgres';
 import { createSql, type Sql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
 import * as checkpoints from '../src/repositories/checkpoints.js';
+import { checkpointFields } from '../src/repositories/render.js';
 import { ANY } from '../src/repositories/conditions.js';
 import * as workflows from '../src/repositories/workflows.js';
 import { ACTIVE_STATUSES } from '../src/schemas/common.js';
@@ -249,13 +250,17 @@ async function main(): Promise<boolean> {
     await migrate(sql, await loadMigrations());
     log(`seeding ${STATES} states of ${STEPS} steps (${STATES / 10} active)...`);
     await seedStates(sql);
-    // Every state has one checkpoint, so "latest" always answers 200.
+    // Every state has one checkpoint (its fields rendered by the service), so "latest" always answers 200.
+    const seedCheckpoints = Array.from({ length: STATES }, (_, i) => ({
+      id: randomUUID(), workflow_state_id: stateId(i + 1), step_id: stepId(20),
+      timestamp: '2026-01-01T00:00:00.000000Z', parent_id: null,
+    }));
     await sql`
-      WITH c AS (SELECT gen_random_uuid() AS id, w.id AS state_id, w.doc FROM workflow_states w)
       INSERT INTO checkpoints (id, workflow_state_id, doc, snapshot)
-      SELECT c.id, c.state_id, json_build_object('id', c.id, 'workflow_state_id', c.state_id, 'step_id', 'step-20',
-               'timestamp', '2026-01-01T00:00:00.000000Z', 'parent_id', NULL), c.doc
-      FROM c`;
+      SELECT c.id, c.state_id, c.doc::json, w.doc
+      FROM unnest(${seedCheckpoints.map((c) => c.id)}::uuid[], ${seedCheckpoints.map((c) => c.workflow_state_id)}::uuid[],
+                  ${seedCheckpoints.map((c) => JSON.stringify(checkpointFields(c)))}::text[]) AS c(id, state_id, doc)
+      JOIN workflow_states w ON w.id = c.state_id`;
     log('seeding the same in the seed\'s own tables (schema seed)...');
     await seedSeedSchema(sql);
 

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import type { Sql, TxSql } from '../src/db/client.js';
 import { stateOf } from '../src/repositories/render.js';
+import { insertStates } from '../src/repositories/workflows.js';
 import { WorkflowStateInput } from '../src/schemas/workflows.js';
-import { insertStates } from '../test/support/states.js';
 
 export const STATES = 10_000;
 export const STEPS = 20;

@@ -5,8 +5,8 @@ import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { stateOf } from '../src/repositories/render.js';
+import { insertStates } from '../src/repositories/workflows.js';
 import { buildTestApp, json, stateBody } from './helper.js';
-import { insertStates } from './support/states.js';
 
 /** A deterministic uuid: the order of these ids is the order of n (PostgreSQL compares uuids byte-wise). */
 const uid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;

@@ -73,13 +73,13 @@ export function stateDocument(s: StateShape): string {
 }
 
 /** The fields of a checkpoint other than its snapshot: its stored document. */
-export interface CheckpointFields {
+export type CheckpointFields = {
   id: string;
   workflow_state_id: string;
   step_id: string;
   timestamp: string;
   parent_id: string | null;
-}
+};
 
 /** A checkpoint's fields in their order: its stored document is their JSON.stringify. */
 export const checkpointFields = (c: CheckpointFields): CheckpointFields => ({
@@ -93,7 +93,7 @@ export const checkpointFields = (c: CheckpointFields): CheckpointFields => ({
 /** A checkpoint as answered: its fields, then its stored snapshot when one is asked for. */
 export function renderCheckpoint(c: CheckpointFields, snapshot?: string | Buffer | null): Buffer {
   const fields = checkpointFields(c);
-  return renderJson(snapshot == null ? { ...fields } : { ...fields, snapshot: rawJson(snapshot) });
+  return renderJson(snapshot == null ? fields : { ...fields, snapshot: rawJson(snapshot) });
 }
 
 const RAW = Symbol('stored JSON');
@@ -117,9 +117,8 @@ export function renderJson(members: Record<string, unknown>): Buffer {
     if (isRaw(value)) {
       parts.push(value[RAW]);
     } else if (Array.isArray(value) && value.every(isRaw)) {
-      parts.push(Buffer.from('['));
-      value.forEach((item, i) => parts.push(...(i ? [Buffer.from(','), item[RAW]] : [item[RAW]])));
-      parts.push(Buffer.from(']'));
+      value.forEach((item, i) => parts.push(Buffer.from(i ? ',' : '['), item[RAW]));
+      parts.push(Buffer.from(value.length ? ']' : '[]'));
     } else {
       parts.push(Buffer.from(JSON.stringify(value)));
     }

@@ -65,15 +65,25 @@ async function writeState(db: Db, s: State, read: number): Promise<StateDocument
   return rows.length ? { body: doc, version: s.version } : RACED;
 }
 
+/**
+ * Inserts states, each a row of its document and the columns taken from it, in one statement;
+ * a state whose id exists (or is created concurrently) is left out. Answers how many were inserted.
+ */
+export async function insertStates(db: Db, states: State[], docs = states.map(stateDocument)): Promise<number> {
+  const rows = await db`
+    INSERT INTO workflow_states (id, workflow_id, status, user_id, updated_at, version, doc)
+    SELECT * FROM unnest(${states.map((s) => s.id)}::uuid[], ${states.map((s) => s.workflow_id)}::text[],
+      ${states.map((s) => s.status)}::text[], ${states.map((s) => s.user_id) as string[]}::text[],
+      ${states.map((s) => s.updated_at)}::timestamptz[], ${states.map((s) => s.version)}::int[],
+      ${docs}::text[]::json[])
+    ON CONFLICT (id) DO NOTHING RETURNING 1`;
+  return rows.length;
+}
+
 /** Inserts a new state, unless a state with its id exists (or was created concurrently). */
 async function insertState(db: Db, s: State): Promise<StateDocument | typeof RACED> {
   const doc = stateDocument(s);
-  const rows = await db`
-    INSERT INTO workflow_states (id, workflow_id, status, user_id, updated_at, version, doc)
-    VALUES (${s.id}::uuid, ${s.workflow_id}, ${s.status}, ${s.user_id}, ${s.updated_at}::timestamptz, ${s.version},
-            ${doc}::text::json)
-    ON CONFLICT (id) DO NOTHING RETURNING 1`;
-  return rows.length ? { body: doc, version: s.version } : RACED;
+  return (await insertStates(db, [s], [doc])) ? { body: doc, version: s.version } : RACED;
 }
 
 /** A state's stored document, parsed (and locked until the transaction ends when `lock`). */
