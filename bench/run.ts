@@ -14,11 +14,12 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import postgres from 'postgres';
+import { DEFAULT_TENANT } from '../src/auth.js';
 import { createSql, type Sql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
 import * as checkpoints from '../src/repositories/checkpoints.js';
 import { checkpointFields } from '../src/repositories/render.js';
-import { ANY } from '../src/repositories/conditions.js';
+import { ANY, type Tenancy } from '../src/repositories/conditions.js';
 import * as workflows from '../src/repositories/workflows.js';
 import { ACTIVE_STATUSES } from '../src/schemas/common.js';
 import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js';
@@ -30,6 +31,8 @@ import {
   STEPS, workflowId,
 } from './workload.js';
 
+/** The direct arms call the repositories as the HTTP arm's anonymous operator does. */
+const OPERATOR: Tenancy = { sees: null, creates: DEFAULT_TENANT };
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const arg = (name: string, def: number) => {
   const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
@@ -283,7 +286,7 @@ async function main(): Promise<boolean> {
         http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}`,
           body: () => JSON.stringify(stateBodyAfterStep(template)),
           lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()), json, body_after_step())` },
-        direct: () => workflows.saveWorkflowState(sql, stateId(randomFinished()),
+        direct: () => workflows.saveWorkflowState(sql, OPERATOR, stateId(randomFinished()),
           WorkflowStateInput.parse(stateBodyAfterStep(template)), ANY),
         seed: () => seed.seedSave(seedSql, stateId(randomFinished()), stateBodyAfterStep(template)),
         target: { direct: 0.6, seed: 3, p99x: 1.5 },
@@ -292,7 +295,7 @@ async function main(): Promise<boolean> {
         name: 'load (GET)',
         http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}`,
           lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()))` },
-        direct: () => workflows.loadWorkflowState(sql, stateId(randomInt(STATES))),
+        direct: () => workflows.loadWorkflowState(sql, null, stateId(randomInt(STATES))),
         seed: () => seed.seedLoad(seedSql, stateId(randomInt(STATES))),
         target: { direct: 0.5, p99x: 1.5 },
       },
@@ -301,7 +304,7 @@ async function main(): Promise<boolean> {
         http: { method: 'PUT', path: () => `/v1/workflows/${stateId(randomFinished())}/steps/${stepId(7)}`,
           body: () => stepJson,
           lua: `return wrk.format('PUT', '/v1/workflows/' .. state_id(finished()) .. '/steps/${stepId(7)}', json, ${luaString(stepJson)})` },
-        direct: () => workflows.saveStepState(sql, stateId(randomFinished()), stepId(7), stepParsed, ANY),
+        direct: () => workflows.saveStepState(sql, null, stateId(randomFinished()), stepId(7), stepParsed, ANY),
         // The seed has no single-step write: an orchestrator saves the whole state.
         seed: () => seed.seedSave(seedSql, stateId(randomFinished()), stateBodyAfterStep(template)),
         target: {},
@@ -311,7 +314,7 @@ async function main(): Promise<boolean> {
         http: { method: 'POST', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints`,
           body: () => checkpointJson,
           lua: `return wrk.format('POST', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints', json, ${luaString(checkpointJson)})` },
-        direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, stateId(randomInt(STATES)),
+        direct: () => sql.begin((tx) => checkpoints.createCheckpoint(tx, null, stateId(randomInt(STATES)),
           { id: randomUUID(), stepId: stepId(20) }, 10)),
         seed: () => seed.seedCheckpoint(seedSql, stateId(randomInt(STATES)), randomUUID(), stepId(20)),
         target: { direct: 0.5 },
@@ -320,7 +323,7 @@ async function main(): Promise<boolean> {
         name: 'latest checkpoint (GET)',
         http: { method: 'GET', path: () => `/v1/workflows/${stateId(randomInt(STATES))}/checkpoints/latest`,
           lua: `return wrk.format('GET', '/v1/workflows/' .. state_id(any_state()) .. '/checkpoints/latest')` },
-        direct: () => checkpoints.latestCheckpoint(sql, stateId(randomInt(STATES))),
+        direct: () => checkpoints.latestCheckpoint(sql, null, stateId(randomInt(STATES))),
         seed: () => seed.seedLatestCheckpoint(seedSql, stateId(randomInt(STATES))),
         target: {},
       },
@@ -328,7 +331,7 @@ async function main(): Promise<boolean> {
         name: 'list 50 active of 1,000',
         http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
-        direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
+        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50 }),
         // The seed cannot page: list_active_workflows loads every active state (1 + 2 × 1,000 queries).
         seed: () => seed.seedListActive(seedSql),
         target: { seed: 20 },
@@ -337,7 +340,7 @@ async function main(): Promise<boolean> {
         name: 'list 50 active (seed limited to 50)',
         http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
-        direct: () => workflows.listWorkflowStates(sql, { statuses: active, limit: 50 }),
+        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50 }),
         // The seed's sequence for the same 50 states only: 1 + 2 × 50 queries.
         seed: () => seed.seedListActive(seedSql, 50),
         target: {},
@@ -346,7 +349,7 @@ async function main(): Promise<boolean> {
         name: 'by workflow_id (GET)',
         http: { method: 'GET', path: () => `/v1/workflows/by-workflow-id/${workflowId(randomActive())}`,
           lua: `return wrk.format('GET', '/v1/workflows/by-workflow-id/wf-' .. active())` },
-        direct: () => workflows.latestStateForWorkflowId(sql, workflowId(randomActive())),
+        direct: () => workflows.latestStateForWorkflowId(sql, null, workflowId(randomActive())),
         seed: () => seed.seedLoadByWorkflowId(seedSql, workflowId(randomActive())),
         target: {},
       },

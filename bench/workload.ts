@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Sql, TxSql } from '../src/db/client.js';
 import { stateOf } from '../src/repositories/render.js';
+import { DEFAULT_TENANT } from '../src/auth.js';
 import { insertStates } from '../src/repositories/workflows.js';
 import { WorkflowStateInput } from '../src/schemas/workflows.js';
 
@@ -56,7 +57,7 @@ export async function seedStates(sql: Sql): Promise<void> {
         context: { inputs: { query: `question ${i}`, top_k: 5 }, model: 'claude' }, steps,
       }, { version: 1, started_at: at, updated_at: at });
     });
-    await insertStates(sql, states);
+    await insertStates(sql, DEFAULT_TENANT, states);
   }
   await sql`ANALYZE workflow_states`;
 }

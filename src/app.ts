@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
 } from 'fastify-type-provider-zod';
+import { registerAuth } from './auth.js';
 import type { Config } from './config.js';
 import type { Sql } from './db/client.js';
 import { badRequest, registerErrorHandling, sendProblem } from './errors.js';
@@ -14,6 +15,7 @@ import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { purgeRoutes } from './routes/purge.js';
 import { workflowRoutes } from './routes/workflows.js';
+import { problemResponses } from './schemas/common.js';
 import { SERVICE_VERSION } from './version.js';
 
 export interface AppDeps {
@@ -90,16 +92,38 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         { name: 'maintenance', description: 'Purging old states' },
         { name: 'health', description: 'Probes for Kubernetes' },
       ],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'A token of AUTH_TOKENS / AUTH_TOKENS_FILE, or a JWT verified against AUTH_JWKS_URL. ' +
+              'Scopes: read for GETs, write for changes to a state, admin for purge. Not needed when the ' +
+              'service runs without credentials (loopback only, or AUTH_DISABLED=true).',
+          },
+        },
+      },
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  if (config.DOCS_ENABLED) await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes);
-  await app.register(docsRoutes);
-  await app.register(workflowRoutes, { prefix: '/v1' });
-  await app.register(checkpointRoutes, { prefix: '/v1' });
-  await app.register(purgeRoutes, { prefix: '/v1' });
+  if (config.DOCS_ENABLED) await app.register(docsRoutes);
+  // The API: every route needs a credential (when credentials are configured) with the route's scope.
+  await app.register(async (v1) => {
+    registerAuth(v1, config);
+    v1.addHook('onRoute', (route) => {
+      route.schema = {
+        ...route.schema,
+        security: [{ bearer: [] }],
+        response: { ...(route.schema?.response as object), ...problemResponses(401, 403) },
+      };
+    });
+    await v1.register(workflowRoutes);
+    await v1.register(checkpointRoutes);
+    await v1.register(purgeRoutes);
+  }, { prefix: '/v1' });
   return app;
 }

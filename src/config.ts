@@ -2,11 +2,14 @@ import { z } from 'zod';
 
 const intFromEnv = (def: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(def);
+const boolFromEnv = (def: boolean) =>
+  z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1').default(def);
 
 /** The whole environment the service reads, parsed once at start-up. */
 export const configSchema = z.object({
   PORT: intFromEnv(8080, 0, 65535),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  // Loopback unless told otherwise: a service without credentials must not be reachable from a network.
+  HOST: z.string().min(1).default('127.0.0.1'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
@@ -17,6 +20,29 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   EMBEDDED_PG_DIR: z.string().min(1).default('./.data/postgres'),
   EMBEDDED_PG_PORT: intFromEnv(54329, 1, 65535),
+
+  // Authentication (src/auth.ts): static bearer tokens, JWTs verified against a JWKS, or none.
+  AUTH_TOKENS: z.string().optional(),
+  AUTH_TOKENS_FILE: z.string().min(1).optional(),
+  AUTH_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  AUTH_JWT_ISSUER: z.string().min(1).optional(),
+  AUTH_JWT_AUDIENCE: z.string().min(1).optional(),
+  AUTH_JWT_TENANT_CLAIM: z.string().min(1).default('tenant'),
+  AUTH_JWT_SCOPES_CLAIM: z.string().min(1).default('scope'),
+  AUTH_DISABLED: boolFromEnv(false),
+  DOCS_ENABLED: boolFromEnv(true),
+
+  // Deadlines: every request, every PostgreSQL session, the pool, the boot.
+  REQUEST_TIMEOUT_MS: intFromEnv(15_000, 100, 600_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(10_000, 0, 3_600_000),
+  DATABASE_LOCK_TIMEOUT_MS: intFromEnv(2_000, 0, 3_600_000),
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: intFromEnv(30_000, 0, 3_600_000),
+  DATABASE_CONNECT_TIMEOUT_S: intFromEnv(60, 0, 3600),
+
+  // Bounded work.
+  LIST_MAX_BYTES: intFromEnv(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  RATE_LIMIT_MAX: intFromEnv(0, 0, 1_000_000_000),
+  RATE_LIMIT_WINDOW_MS: intFromEnv(60_000, 1, 86_400_000),
 });
 
 export type Config = z.infer<typeof configSchema>;

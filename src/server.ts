@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
+import { checkExposure } from './auth.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createSql } from './db/client.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
@@ -11,8 +12,10 @@ const DRAIN_NOTICE_MS = 1000;
 
 async function main() {
   let config;
+  let exposure;
   try {
     config = loadConfig();
+    exposure = checkExposure(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -21,6 +24,7 @@ async function main() {
     throw err;
   }
   const logger = createLogger(config.LOG_LEVEL);
+  if (exposure) logger.warn(exposure);
 
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.DATABASE_URL;

@@ -154,7 +154,7 @@ t.test('configuration is parsed once and fails fast naming the variable', async 
   t.same(
     [defaults.PORT, defaults.HOST, defaults.DATABASE_POOL_MAX, defaults.CHECKPOINT_RETENTION, defaults.BODY_LIMIT_BYTES,
       defaults.LOG_LEVEL, defaults.DATABASE_URL],
-    [8080, '0.0.0.0', 20, 10, 10_485_760, 'info', undefined],
+    [8080, '127.0.0.1', 20, 10, 10_485_760, 'info', undefined],
   );
   const server = startServer({ CHECKPOINT_RETENTION: '-1' }, await freePort());
   t.equal(await server.exited, 1);

@@ -5,6 +5,7 @@ import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { stateOf } from '../src/repositories/render.js';
+import { DEFAULT_TENANT } from '../src/auth.js';
 import { insertStates } from '../src/repositories/workflows.js';
 import { buildTestApp, json, stateBody } from './helper.js';
 
@@ -221,7 +222,7 @@ t.test('GET /v1/workflows', async (t) => {
 t.test('GET /v1/workflows: default limit 100', async (t) => {
   const { app, sql } = await buildTestApp(t);
   // 150 states, one second apart: many rows are faster to set up in one statement than through 150 PUTs.
-  await insertStates(sql, Array.from({ length: 150 }, (_, k) => {
+  await insertStates(sql, DEFAULT_TENANT, Array.from({ length: 150 }, (_, k) => {
     const at = new Date(Date.UTC(2025, 0, 1) + (k + 1) * 1000).toISOString().replace('.000Z', '.000000Z');
     return stateOf(uid(k + 1), { workflow_id: 'bulk', workflow_name: 'Bulk', status: 'running' },
       { version: 1, started_at: '2025-01-01T00:00:00.000000Z', updated_at: at });
@@ -466,7 +467,7 @@ t.test('POST /v1/purge deletes more than one batch (500) of states', async (t) =
   // Many states written in one statement, each with one step.
   const bulk = async (n: number, status: 'completed' | 'running' | 'failed', days: number) => {
     const steps = { only: { status: 'completed' as const, outputs: { ok: true } } };
-    await insertStates(sql, Array.from({ length: n }, (_, k) => {
+    await insertStates(sql, DEFAULT_TENANT, Array.from({ length: n }, (_, k) => {
       const at = new Date(Date.now() - days * 86_400_000 - (k + 1) * 1000).toISOString().replace('Z', '000Z');
       return stateOf(randomUUID(), { workflow_id: `bulk-${status}-${k + 1}`, workflow_name: 'Bulk', status,
         context: { n: k + 1 }, steps }, { version: 1, started_at: at, updated_at: at });

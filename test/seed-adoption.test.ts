@@ -48,8 +48,9 @@ t.test('a database the seed created is adopted in place on boot', async (t) => {
     'checkpoints.doc:json',
     'workflow_states.id:uuid', 'workflow_states.workflow_id:character varying', 'workflow_states.status:character varying',
     'workflow_states.user_id:character varying', 'workflow_states.updated_at:timestamp with time zone',
-    'workflow_states.version:integer', 'workflow_states.doc:json',
+    'workflow_states.version:integer', 'workflow_states.doc:json', 'workflow_states.tenant:text',
   ], 'a state is its document and the columns lists filter on; steps live in the document');
+  t.same(await sql`SELECT DISTINCT tenant FROM workflow_states`, [{ tenant: 'default' }], 'the seed\'s states go to the default tenant');
 
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), { sql, schemaVersion: migrations.at(-1)!.version });
   t.teardown(() => app.close());

@@ -577,6 +577,23 @@ t.test('BODY_LIMIT_BYTES=2048', async (t) => {
   });
 });
 
+t.test('a step id that a later write would refuse is refused when first written', async (t) => {
+  const { app } = await buildTestApp(t);
+  const id = randomUUID();
+  t.equal((await app.inject(put(id, stateBody()))).statusCode, 201);
+  const res = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}/steps/__proto__`, ...json({ status: 'running' }) });
+  const p = expectProblem(t, res, 400, ['params.step_id']);
+  t.match(p?.errors, [{ path: 'params.step_id', message: 'must not be __proto__' }]);
+  const patch = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`,
+    ...raw('{"steps":{"__proto__":{"status":"running"}}}') });
+  expectProblem(t, patch, 400, ['body.steps.__proto__']);
+  const checkpoint = await app.inject({ method: 'POST', url: `/v1/workflows/${id}/checkpoints`, ...json({ step_id: '__proto__' }) });
+  expectProblem(t, checkpoint, 400, ['body.step_id']);
+  // So every GET body can be PUT back as it is.
+  const body = (await app.inject({ url: `/v1/workflows/${id}` })).json();
+  t.equal((await app.inject(put(id, body))).statusCode, 200);
+});
+
 t.test('no request in this file was answered with a 5xx', async (t) => {
   t.ok(seen.length > 100, `many cases ran (${seen.length})`);
   const fivexx = seen.filter((s) => s.status >= 500);

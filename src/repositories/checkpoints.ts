@@ -1,5 +1,6 @@
 import type { Sql, TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
+import { type Tenant, tenantIs } from './conditions.js';
 import { type CheckpointFields, checkpointFields, renderCheckpoint } from './render.js';
 
 type Db = Sql | TxSql;
@@ -25,13 +26,14 @@ const fromRow = (doc: string, snapshot?: string | null) => renderCheckpoint(JSON
  */
 export async function createCheckpoint(
   tx: TxSql,
+  tenant: Tenant,
   stateId: string,
   c: NewCheckpoint,
   retention: number,
 ): Promise<CheckpointOutcome> {
   const [state] = await tx<{ doc: string | null }[]>`
     SELECT CASE WHEN ${c.snapshot === undefined} THEN doc::text END AS doc
-    FROM workflow_states WHERE id = ${stateId}::uuid FOR NO KEY UPDATE`;
+    FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(tx, tenant)} FOR NO KEY UPDATE`;
   if (!state) return { kind: 'state-not-found' };
   // A statement of its own, so its snapshot sees every checkpoint committed while the lock was awaited.
   const [parent] = await tx<{ id: string }[]>`
@@ -71,16 +73,19 @@ export async function createCheckpoint(
   return { kind: 'conflict' };
 }
 
-export async function getCheckpoint(sql: Db, id: string): Promise<Buffer | undefined> {
+export async function getCheckpoint(sql: Db, tenant: Tenant, id: string): Promise<Buffer | undefined> {
   const [row] = await sql<{ doc: string; snapshot: string }[]>`
-    SELECT doc::text AS doc, snapshot::text AS snapshot FROM checkpoints WHERE id = ${id}::uuid`;
+    SELECT c.doc::text AS doc, c.snapshot::text AS snapshot
+    FROM checkpoints c JOIN workflow_states w ON w.id = c.workflow_state_id
+    WHERE c.id = ${id}::uuid ${tenantIs(sql, tenant, 'w.tenant')}`;
   return row && fromRow(row.doc, row.snapshot);
 }
 
-export async function latestCheckpoint(sql: Db, stateId: string): Promise<Buffer | undefined> {
+export async function latestCheckpoint(sql: Db, tenant: Tenant, stateId: string): Promise<Buffer | undefined> {
   const [row] = await sql<{ doc: string; snapshot: string }[]>`
     SELECT doc::text AS doc, snapshot::text AS snapshot FROM checkpoints
-    WHERE workflow_state_id = ${stateId}::uuid ORDER BY seq DESC LIMIT 1`;
+    WHERE workflow_state_id = (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)})
+    ORDER BY seq DESC LIMIT 1`;
   return row && fromRow(row.doc, row.snapshot);
 }
 
@@ -93,32 +98,33 @@ export interface CheckpointPage {
 
 export async function listCheckpoints(
   sql: Db,
+  tenant: Tenant,
   stateId: string,
   opts: { limit: number; withSnapshot: boolean; afterSeq?: string },
 ): Promise<CheckpointPage> {
   const rows = await sql<{ doc: string; snapshot: string | null; position: string }[]>`
     SELECT doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN snapshot::text END AS snapshot, seq::text AS position
     FROM checkpoints
-    WHERE workflow_state_id = ${stateId}::uuid
+    WHERE workflow_state_id = (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)})
       ${opts.afterSeq ? sql`AND seq < ${opts.afterSeq}::bigint` : sql``}
     ORDER BY seq DESC
     LIMIT ${opts.limit + 1}`;
   const more = rows.length > opts.limit;
   const page = more ? rows.slice(0, opts.limit) : rows;
   // Only an empty page needs to tell "no checkpoints" from "no such state".
-  const stateExists = page.length > 0 || (await stateIsKnown(sql, stateId));
+  const stateExists = page.length > 0 || (await stateIsKnown(sql, tenant, stateId));
   return { items: page.map((r) => fromRow(r.doc, r.snapshot)), more, stateExists, last: page.at(-1)?.position };
 }
 
-async function stateIsKnown(sql: Db, stateId: string): Promise<boolean> {
-  const rows = await sql`SELECT 1 FROM workflow_states WHERE id = ${stateId}::uuid`;
+async function stateIsKnown(sql: Db, tenant: Tenant, stateId: string): Promise<boolean> {
+  const rows = await sql`SELECT 1 FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)}`;
   return rows.length > 0;
 }
 
 /** The seed's cleanup_old_checkpoints: keeps the newest `keep`; undefined when the state is unknown. */
-export async function pruneCheckpoints(sql: Db, stateId: string, keep: number): Promise<number | undefined> {
+export async function pruneCheckpoints(sql: Db, tenant: Tenant, stateId: string, keep: number): Promise<number | undefined> {
   const [row] = await sql<{ found: boolean; deleted: number }[]>`
-    WITH st AS (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid),
+    WITH st AS (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)}),
     gone AS (
       DELETE FROM checkpoints c
       WHERE c.workflow_state_id IN (SELECT id FROM st)
@@ -130,12 +136,15 @@ export async function pruneCheckpoints(sql: Db, stateId: string, keep: number): 
   return row!.found ? row!.deleted : undefined;
 }
 
-/** The checkpoint's state id and snapshot (parsed), for restore. */
+/** The checkpoint's state id, that state's tenant and the snapshot (parsed), for restore. */
 export async function checkpointSnapshot(
   sql: Db,
+  tenant: Tenant,
   id: string,
-): Promise<{ workflowStateId: string; snapshot: unknown } | undefined> {
-  const [row] = await sql<{ workflow_state_id: string; snapshot: string }[]>`
-    SELECT workflow_state_id::text, snapshot::text AS snapshot FROM checkpoints WHERE id = ${id}::uuid`;
-  return row && { workflowStateId: row.workflow_state_id, snapshot: JSON.parse(row.snapshot) };
+): Promise<{ workflowStateId: string; tenant: string; snapshot: unknown } | undefined> {
+  const [row] = await sql<{ workflow_state_id: string; tenant: string; snapshot: string }[]>`
+    SELECT c.workflow_state_id::text, w.tenant, c.snapshot::text AS snapshot
+    FROM checkpoints c JOIN workflow_states w ON w.id = c.workflow_state_id
+    WHERE c.id = ${id}::uuid ${tenantIs(sql, tenant, 'w.tenant')}`;
+  return row && { workflowStateId: row.workflow_state_id, tenant: row.tenant, snapshot: JSON.parse(row.snapshot) };
 }

@@ -1,3 +1,5 @@
+import type { Sql, TxSql } from '../db/client.js';
+
 /** What a write requires of the stored state, from If-Match / If-None-Match / a body version. */
 export type WriteCondition =
   | { kind: 'any' } // no precondition: last write wins, as in the seed
@@ -6,3 +8,16 @@ export type WriteCondition =
   | { kind: 'version'; versions: number[] }; // If-Match: "3" (or a list)
 
 export const ANY: WriteCondition = { kind: 'any' };
+
+/** The tenant whose states a request sees, or null: an operator's request, which sees every tenant's. */
+export type Tenant = string | null;
+
+/** The states a request sees, and the tenant of the states it creates. */
+export interface Tenancy {
+  sees: Tenant;
+  creates: string;
+}
+
+/** `AND <column> = <tenant>`, or nothing when every tenant's rows are seen. */
+export const tenantIs = (db: Sql | TxSql, tenant: Tenant, column = 'tenant') =>
+  tenant === null ? db`` : db`AND ${db(column)} = ${tenant}`;

@@ -1,7 +1,7 @@
 import { type Sql, transaction, type TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
 import type { State, StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
-import type { WriteCondition } from './conditions.js';
+import { type Tenancy, type Tenant, tenantIs, type WriteCondition } from './conditions.js';
 import { stateDocument, stateOf, stepOf } from './render.js';
 
 type Db = Sql | TxSql;
@@ -19,9 +19,9 @@ type RawRow = (Buffer | null)[];
 const rawText = (b: Buffer | null | undefined) => (b ? b.toString('utf8') : '');
 const rawInt = (b: Buffer | null | undefined) => Number(rawText(b));
 
-export type WriteOutcome =
-  | ({ ok: true; created: boolean } & StateDocument)
-  | { ok: false; reason: 'precondition' | 'not-found' };
+/** Why a write did not happen; `taken`: the id is another tenant's state. */
+export type Refusal = 'precondition' | 'not-found' | 'taken';
+export type WriteOutcome = ({ ok: true; created: boolean } & StateDocument) | { ok: false; reason: Refusal };
 
 const refused = (cond: WriteCondition) =>
   ({ ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' }) as const;
@@ -66,13 +66,13 @@ async function writeState(db: Db, s: State, read: number): Promise<StateDocument
 }
 
 /**
- * Inserts states, each a row of its document and the columns taken from it, in one statement;
- * a state whose id exists (or is created concurrently) is left out. Answers how many were inserted.
+ * Inserts a tenant's states, each a row of its document and the columns taken from it, in one
+ * statement; a state whose id exists (or is created concurrently) is left out. Answers how many were inserted.
  */
-export async function insertStates(db: Db, states: State[], docs = states.map(stateDocument)): Promise<number> {
+export async function insertStates(db: Db, tenant: string, states: State[], docs = states.map(stateDocument)): Promise<number> {
   const rows = await db`
-    INSERT INTO workflow_states (id, workflow_id, status, user_id, updated_at, version, doc)
-    SELECT * FROM unnest(${states.map((s) => s.id)}::uuid[], ${states.map((s) => s.workflow_id)}::text[],
+    INSERT INTO workflow_states (tenant, id, workflow_id, status, user_id, updated_at, version, doc)
+    SELECT ${tenant}, * FROM unnest(${states.map((s) => s.id)}::uuid[], ${states.map((s) => s.workflow_id)}::text[],
       ${states.map((s) => s.status)}::text[], ${states.map((s) => s.user_id) as string[]}::text[],
       ${states.map((s) => s.updated_at)}::timestamptz[], ${states.map((s) => s.version)}::int[],
       ${docs}::text[]::json[])
@@ -81,27 +81,27 @@ export async function insertStates(db: Db, states: State[], docs = states.map(st
 }
 
 /** Inserts a new state, unless a state with its id exists (or was created concurrently). */
-async function insertState(db: Db, s: State): Promise<StateDocument | typeof RACED> {
+async function insertState(db: Db, tenant: string, s: State): Promise<StateDocument | typeof RACED> {
   const doc = stateDocument(s);
-  return (await insertStates(db, [s], [doc])) ? { body: doc, version: s.version } : RACED;
+  return (await insertStates(db, tenant, [s], [doc])) ? { body: doc, version: s.version } : RACED;
 }
 
 /** A state's stored document, parsed (and locked until the transaction ends when `lock`). */
-async function storedState(db: Db, id: string, lock: boolean): Promise<State | undefined> {
+async function storedState(db: Db, tenant: Tenant, id: string, lock: boolean): Promise<State | undefined> {
   const [row] = await db<{ doc: string }[]>`
-    SELECT doc::text AS doc FROM workflow_states WHERE id = ${id}::uuid ${forUpdate(db, lock)}`;
+    SELECT doc::text AS doc FROM workflow_states WHERE id = ${id}::uuid ${tenantIs(db, tenant)} ${forUpdate(db, lock)}`;
   return row && (JSON.parse(row.doc) as State);
 }
 
-export async function loadWorkflowState(sql: Db, id: string): Promise<StateDocument | undefined> {
+export async function loadWorkflowState(sql: Db, tenant: Tenant, id: string): Promise<StateDocument | undefined> {
   const [row] = await sql`
-    SELECT version, doc::text FROM workflow_states WHERE id = ${id}::uuid`.raw() as RawRow[];
+    SELECT version, doc::text FROM workflow_states WHERE id = ${id}::uuid ${tenantIs(sql, tenant)}`.raw() as RawRow[];
   return row && { version: rawInt(row[0]), body: row[1]! };
 }
 
-export async function latestStateForWorkflowId(sql: Db, workflowId: string): Promise<StateDocument | undefined> {
+export async function latestStateForWorkflowId(sql: Db, tenant: Tenant, workflowId: string): Promise<StateDocument | undefined> {
   const [row] = await sql`
-    SELECT version, doc::text FROM workflow_states WHERE workflow_id = ${workflowId}
+    SELECT version, doc::text FROM workflow_states WHERE workflow_id = ${workflowId} ${tenantIs(sql, tenant)}
     ORDER BY updated_at DESC, id DESC LIMIT 1`.raw() as RawRow[];
   return row && { version: rawInt(row[0]), body: row[1]! };
 }
@@ -111,15 +111,23 @@ export async function latestStateForWorkflowId(sql: Db, workflowId: string): Pro
  * version, and its started_at and updated_at (kept when the body has none; a replace never moves a
  * state back in time, so an updated_at older than the stored one is stamped now).
  */
-export function saveWorkflowState(db: Db, id: string, s: WorkflowStateInput, cond: WriteCondition): Promise<WriteOutcome> {
+export function saveWorkflowState(
+  db: Db,
+  tenancy: Tenancy,
+  id: string,
+  s: WorkflowStateInput,
+  cond: WriteCondition,
+): Promise<WriteOutcome> {
   const state = (version: number, startedAt: string, updatedAt: string) =>
     stateOf(id, s, { version, started_at: startedAt, updated_at: updatedAt });
   return rewrite(db, async (db, lock): Promise<WriteOutcome | typeof RACED> => {
-    const [stored] = await db<{ version: number; later: boolean | null; started_at: string | null }[]>`
-      SELECT version, ${s.updated_at ?? null}::timestamptz > updated_at AS later,
+    // Read whatever the tenant: an id is unique across tenants, and another tenant's cannot be taken.
+    const [stored] = await db<{ tenant: string; version: number; later: boolean | null; started_at: string | null }[]>`
+      SELECT tenant, version, ${s.updated_at ?? null}::timestamptz > updated_at AS later,
              CASE WHEN ${s.started_at == null} THEN doc->>'started_at' END AS started_at
       FROM workflow_states WHERE id = ${id}::uuid ${forUpdate(db, lock)}`;
     const now = nowTimestamp();
+    if (stored && tenancy.sees !== null && stored.tenant !== tenancy.sees) return { ok: false, reason: 'taken' };
     if (stored) {
       if (cond.kind === 'absent' || !meets(cond, stored.version)) return { ok: false, reason: 'precondition' };
       const next = state(stored.version + 1, s.started_at ?? stored.started_at!, stored.later ? s.updated_at! : now);
@@ -127,7 +135,7 @@ export function saveWorkflowState(db: Db, id: string, s: WorkflowStateInput, con
       return written === RACED ? RACED : { ok: true, created: false, ...written };
     }
     if (cond.kind === 'exists' || cond.kind === 'version') return { ok: false, reason: 'precondition' };
-    const created = await insertState(db, state(1, s.started_at ?? now, s.updated_at ?? now));
+    const created = await insertState(db, tenancy.creates, state(1, s.started_at ?? now, s.updated_at ?? now));
     if (created !== RACED) return { ok: true, created: true, ...created };
     // A concurrent save created the state first: create-only fails, otherwise it is replaced.
     return cond.kind === 'absent' ? { ok: false, reason: 'precondition' } : RACED;
@@ -135,9 +143,15 @@ export function saveWorkflowState(db: Db, id: string, s: WorkflowStateInput, con
 }
 
 /** Changes the given top-level fields and upserts or deletes (null) the given steps. */
-export function patchWorkflowState(db: Db, id: string, p: WorkflowPatch, cond: WriteCondition): Promise<WriteOutcome> {
+export function patchWorkflowState(
+  db: Db,
+  tenant: Tenant,
+  id: string,
+  p: WorkflowPatch,
+  cond: WriteCondition,
+): Promise<WriteOutcome> {
   return rewrite(db, async (db, lock): Promise<WriteOutcome | typeof RACED> => {
-    const stored = await storedState(db, id, lock);
+    const stored = await storedState(db, tenant, id, lock);
     if (!stored || !meets(cond, stored.version)) return refused(cond);
     const now = nowTimestamp();
     const finishing = (p.status === 'completed' || p.status === 'failed') && p.completed_at === undefined;
@@ -165,11 +179,12 @@ export function patchWorkflowState(db: Db, id: string, p: WorkflowPatch, cond: W
 
 export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: string }
-  | { ok: false; reason: 'precondition' | 'not-found' };
+  | { ok: false; reason: Refusal };
 
 /** Puts one step into a state's document and bumps its version and updated_at. */
 export function saveStepState(
   db: Db,
+  tenant: Tenant,
   id: string,
   stepId: string,
   input: StepStateInput,
@@ -177,7 +192,7 @@ export function saveStepState(
 ): Promise<StepWriteOutcome> {
   const step = stepOf(stepId, input);
   return rewrite(db, async (db, lock): Promise<StepWriteOutcome | typeof RACED> => {
-    const stored = await storedState(db, id, lock);
+    const stored = await storedState(db, tenant, id, lock);
     if (!stored || !meets(cond, stored.version)) return refused(cond);
     const written = await writeState(db, {
       ...stored,
@@ -191,28 +206,31 @@ export function saveStepState(
 }
 
 /** Locks a state for a restore and answers its version, or undefined when it is gone. */
-export async function lockStateVersion(tx: TxSql, id: string): Promise<number | undefined> {
+export async function lockStateVersion(tx: TxSql, tenant: Tenant, id: string): Promise<number | undefined> {
   const [row] = await tx<{ version: number }[]>`
-    SELECT version FROM workflow_states WHERE id = ${id}::uuid FOR NO KEY UPDATE`;
+    SELECT version FROM workflow_states WHERE id = ${id}::uuid ${tenantIs(tx, tenant)} FOR NO KEY UPDATE`;
   return row?.version;
 }
 
 /** Deletes a state with its steps (in its document); checkpoints go with it (ON DELETE CASCADE). */
 export async function deleteWorkflowState(
   sql: Db,
+  tenant: Tenant,
   id: string,
   cond: WriteCondition,
-): Promise<{ ok: true } | { ok: false; reason: 'precondition' | 'not-found' }> {
+): Promise<{ ok: true } | { ok: false; reason: Refusal }> {
   const versions = cond.kind === 'version' ? cond.versions : null;
   const rows = await sql`
     DELETE FROM workflow_states w
     WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
+      ${tenantIs(sql, tenant, 'w.tenant')}
     RETURNING w.id`;
   if (rows.length) return { ok: true };
   return refused(cond);
 }
 
 export interface ListFilter {
+  tenant: Tenant;
   statuses?: string[];
   workflowId?: string;
   userId?: string;
@@ -236,6 +254,7 @@ export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StateP
     SELECT doc::text, updated_at::text, id::text
     FROM workflow_states w
     WHERE true
+      ${tenantIs(sql, f.tenant, 'w.tenant')}
       ${f.statuses ? sql`AND w.status = ANY(${f.statuses}::text[])` : none}
       ${f.workflowId !== undefined ? sql`AND w.workflow_id = ${f.workflowId}` : none}
       ${f.userId !== undefined ? sql`AND w.user_id = ${f.userId}` : none}
@@ -253,6 +272,7 @@ export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StateP
 /** The seed's delete_old_states, in batches so no statement holds many row locks for long. */
 export async function purgeWorkflowStates(
   sql: Sql,
+  tenant: Tenant,
   olderThan: string,
   statuses: string[],
   batchSize = 500,
@@ -262,7 +282,7 @@ export async function purgeWorkflowStates(
     const rows = await sql`
       DELETE FROM workflow_states WHERE id IN (
         SELECT id FROM workflow_states
-        WHERE updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[])
+        WHERE updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[]) ${tenantIs(sql, tenant)}
         LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
       RETURNING id`;
     deleted += rows.length;
@@ -270,9 +290,9 @@ export async function purgeWorkflowStates(
   }
 }
 
-export async function countPurgeable(sql: Db, olderThan: string, statuses: string[]): Promise<number> {
+export async function countPurgeable(sql: Db, tenant: Tenant, olderThan: string, statuses: string[]): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
     SELECT count(*)::int AS n FROM workflow_states
-    WHERE updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[])`;
+    WHERE updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[]) ${tenantIs(sql, tenant)}`;
   return row!.n;
 }

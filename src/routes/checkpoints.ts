@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { visibleTenant } from '../auth.js';
 import { transaction } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
@@ -52,7 +53,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     const cid = req.body.id ?? randomUUID();
     const snapshot = req.body.snapshot === undefined ? undefined : JSON.stringify(req.body.snapshot);
     const out = await transaction(sql, (tx) =>
-      checkpoints.createCheckpoint(tx, id, { id: cid, stepId: req.body.step_id, snapshot }, retention));
+      checkpoints.createCheckpoint(tx, visibleTenant(req), id, { id: cid, stepId: req.body.step_id, snapshot }, retention));
     switch (out.kind) {
       case 'state-not-found':
         throw notFound(`Workflow state ${id} does not exist.`);
@@ -80,7 +81,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
       : decodeCursor(q.cursor, 1, ([seq]) => /^\d{1,18}$/.test(seq!));
-    const page = await checkpoints.listCheckpoints(sql, req.params.id, {
+    const page = await checkpoints.listCheckpoints(sql, visibleTenant(req), req.params.id, {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',
       afterSeq: after?.[0],
@@ -99,7 +100,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const body = await checkpoints.latestCheckpoint(sql, req.params.id);
+    const body = await checkpoints.latestCheckpoint(sql, visibleTenant(req), req.params.id);
     if (!body) throw notFound(`Workflow state ${req.params.id} has no checkpoint.`);
     return sendJsonText(reply, 200, body);
   });
@@ -114,7 +115,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Deleted, ...problemResponses(400, 404, 503) },
     },
   }, async (req) => {
-    const deleted = await checkpoints.pruneCheckpoints(sql, req.params.id, req.query.keep);
+    const deleted = await checkpoints.pruneCheckpoints(sql, visibleTenant(req), req.params.id, req.query.keep);
     if (deleted === undefined) throw notFound(`Workflow state ${req.params.id} does not exist.`);
     return { deleted };
   });
@@ -128,7 +129,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const body = await checkpoints.getCheckpoint(sql, req.params.cid);
+    const body = await checkpoints.getCheckpoint(sql, visibleTenant(req), req.params.cid);
     if (!body) throw notFound(`Checkpoint ${req.params.cid} does not exist.`);
     return sendJsonText(reply, 200, body);
   });
@@ -165,8 +166,9 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       throw badRequest('If-Match applies to mode apply only.', [{ path: 'headers.if-match', message: 'only with mode apply' }]);
     }
 
+    const tenant = visibleTenant(req);
     const result = await transaction(sql, async (tx) => {
-      const cp = await checkpoints.checkpointSnapshot(tx, cid);
+      const cp = await checkpoints.checkpointSnapshot(tx, tenant, cid);
       if (!cp) throw notFound(`Checkpoint ${cid} does not exist.`);
       const unstorable = findUnstorable(cp.snapshot, 'snapshot');
       if (unstorable) throw unprocessable('The checkpoint\'s snapshot cannot be stored as a state.', [unstorable]);
@@ -175,17 +177,19 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       // A restored state is a new write: updated_at is now, the snapshot's version is history.
       const input = { ...state, updated_at: undefined, version: undefined };
       if (mode === 'apply') {
-        const current = await lockStateVersion(tx, cp.workflowStateId);
+        const current = await lockStateVersion(tx, tenant, cp.workflowStateId);
         if (current === undefined) throw notFound(`Workflow state ${cp.workflowStateId} does not exist.`);
         if (cond?.kind === 'version' && !cond.versions.includes(current)) {
           throw preconditionFailed(`Workflow state ${cp.workflowStateId} is at version ${current}.`);
         }
-        const out = await saveWorkflowState(tx, cp.workflowStateId, input, { kind: 'version', versions: [current] });
+        const out = await saveWorkflowState(tx, { sees: tenant, creates: cp.tenant }, cp.workflowStateId, input,
+          { kind: 'version', versions: [current] });
         return { mode, out, id: cp.workflowStateId } as const;
       }
       const forkId = newId ?? randomUUID();
-      const out = await saveWorkflowState(tx, forkId, { ...input, workflow_id: workflowId ?? state.workflow_id },
-        { kind: 'absent' });
+      // A fork stays in the tenant of the state it came from (an operator's too).
+      const out = await saveWorkflowState(tx, { sees: tenant, creates: cp.tenant }, forkId,
+        { ...input, workflow_id: workflowId ?? state.workflow_id }, { kind: 'absent' });
       if (!out.ok) throw conflict(`Workflow state ${forkId} already exists.`);
       return { mode, out, id: forkId } as const;
     });

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { visibleTenant } from '../auth.js';
 import { badRequest } from '../errors.js';
 import { countPurgeable, purgeWorkflowStates } from '../repositories/workflows.js';
 import { problemResponses, Timestamp, WorkflowStatusInput } from '../schemas/common.js';
@@ -22,6 +23,7 @@ const PurgeResult = z
 export async function purgeRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   app.post('/purge', {
+    config: { scope: 'admin' },
     schema: {
       operationId: 'purgeWorkflowStates',
       tags: ['maintenance'],
@@ -40,9 +42,9 @@ export async function purgeRoutes(fastify: FastifyInstance) {
       }]);
     }
     if (req.body.dry_run) {
-      return { matched: await countPurgeable(app.sql, req.body.older_than, statuses), dry_run: true as const };
+      return { matched: await countPurgeable(app.sql, visibleTenant(req), req.body.older_than, statuses), dry_run: true as const };
     }
-    const deleted = await purgeWorkflowStates(app.sql, req.body.older_than, statuses);
+    const deleted = await purgeWorkflowStates(app.sql, visibleTenant(req), req.body.older_than, statuses);
     req.log.info({ deleted, older_than: req.body.older_than, statuses }, 'purged workflow states');
     return { deleted };
   });

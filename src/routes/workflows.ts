@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { badRequest, notFound, preconditionFailed } from '../errors.js';
+import { tenancyOf, visibleTenant } from '../auth.js';
+import { badRequest, conflict, notFound, preconditionFailed } from '../errors.js';
 import * as workflows from '../repositories/workflows.js';
 import {
   ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, WORKFLOW_STATUSES,
@@ -30,10 +31,12 @@ function parseStatusFilter(raw: string | undefined): string[] | undefined {
   return [...out];
 }
 
-const failure = (reason: 'precondition' | 'not-found', id: string) =>
+export const failure = (reason: workflows.Refusal, id: string) =>
   reason === 'precondition'
     ? preconditionFailed(`Workflow state ${id} is not at the version the request requires.`)
-    : notFound(`Workflow state ${id} does not exist.`);
+    : reason === 'taken'
+      ? conflict(`The id ${id} is in use; choose another.`)
+      : notFound(`Workflow state ${id} does not exist.`);
 
 export async function workflowRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -60,7 +63,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.id', [{ path: 'body.id', message: 'must equal the id in the path' }]);
     }
     const cond = writeCondition(req, req.body.version, true);
-    const out = await workflows.saveWorkflowState(sql, id, req.body, cond);
+    const out = await workflows.saveWorkflowState(sql, tenancyOf(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
@@ -76,7 +79,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 200: WorkflowState, 304: z.null().meta({ description: 'Not modified' }), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const doc = await workflows.loadWorkflowState(sql, req.params.id);
+    const doc = await workflows.loadWorkflowState(sql, visibleTenant(req), req.params.id);
     if (!doc) throw notFound(`Workflow state ${req.params.id} does not exist.`);
     if (notModified(req, doc.version)) return reply.code(304).header('etag', etag(doc.version)).send(null);
     return sendJsonText(reply, 200, doc.body, doc.version);
@@ -96,7 +99,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const { id } = req.params;
     const cond = writeCondition(req, req.body.version);
-    const out = await workflows.patchWorkflowState(sql, id, req.body, cond);
+    const out = await workflows.patchWorkflowState(sql, visibleTenant(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, 200, out.body, out.version);
   });
@@ -118,7 +121,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
     }
     const cond = writeCondition(req);
-    const out = await workflows.saveStepState(sql, id, stepId, req.body, cond);
+    const out = await workflows.saveStepState(sql, visibleTenant(req), id, stepId, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
@@ -133,7 +136,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...problemResponses(400, 404, 412, 503) },
     },
   }, async (req, reply) => {
-    const out = await workflows.deleteWorkflowState(sql, req.params.id, writeCondition(req));
+    const out = await workflows.deleteWorkflowState(sql, visibleTenant(req), req.params.id, writeCondition(req));
     if (!out.ok) throw failure(out.reason, req.params.id);
     return reply.code(204).send(null);
   });
@@ -151,6 +154,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const after = q.cursor === undefined ? undefined
       : decodeCursor(q.cursor, 2, ([u, i]) => isDatabaseTimestamp(u!) && isUuid(i!));
     const page = await workflows.listWorkflowStates(sql, {
+      tenant: visibleTenant(req),
       statuses: parseStatusFilter(q.status),
       workflowId: q.workflow_id,
       userId: q.user_id,
@@ -172,7 +176,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 200: WorkflowState, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const doc = await workflows.latestStateForWorkflowId(sql, req.params.workflow_id);
+    const doc = await workflows.latestStateForWorkflowId(sql, visibleTenant(req), req.params.workflow_id);
     if (!doc) throw notFound(`No workflow state has workflow_id ${JSON.stringify(req.params.workflow_id)}.`);
     return sendJsonText(reply, 200, doc.body, doc.version);
   });

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { JsonValue, Text255, Uuid } from './common.js';
+import { JsonValue, StepId, Text255, Uuid } from './common.js';
 import { StepState, WorkflowState } from './workflows.js';
 
 export const CheckpointInput = z
   .strictObject({
-    step_id: Text255,
+    step_id: StepId,
     snapshot: JsonValue.optional().meta({
       description: 'Any JSON. When absent the server snapshots the stored state (with steps and version).',
     }),

@@ -3,6 +3,12 @@ import { z } from 'zod';
 /** Any 8-4-4-4-12 hex identifier, as PostgreSQL's uuid type accepts it. */
 export const Uuid = z.guid();
 export const Text255 = z.string().min(1).max(255);
+/**
+ * A step's id, in a path, a body or a key of `steps`: one rule for every way a step is written, so a
+ * GET body can always be PUT back. `__proto__` is refused: as a key of a JSON object it is the
+ * prototype, not a member, once parsed by JavaScript.
+ */
+export const StepId = Text255.refine((s) => s !== '__proto__', 'must not be __proto__');
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:\.(\d+))?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
 
 const daysInMonth = (year: number, month: number) =>
@@ -97,12 +103,15 @@ export const IfMatchHeaders = z.object({
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'Bad request: invalid JSON, schema, uuid or value (errors[] names the fields)',
+  401: 'No valid bearer token (WWW-Authenticate says why)',
+  403: 'The credential lacks the scope this operation needs',
   404: 'Not found',
   409: 'Conflict with an existing resource',
   412: 'Precondition failed: the stored version differs from If-Match (or the state is absent)',
   413: 'Body larger than BODY_LIMIT_BYTES',
   415: 'Body is not JSON',
   422: 'The checkpoint\'s snapshot is not a workflow state',
+  429: 'Too many requests for this credential; retry after Retry-After seconds',
   503: 'Database unavailable, or the request kept colliding with concurrent ones; retry after Retry-After seconds',
 };
 

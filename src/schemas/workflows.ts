@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import {
-  JsonValue, STEP_STATUSES, StepStatusInput, Text255, Timestamp, Uuid, WORKFLOW_STATUSES, WorkflowStatusInput,
+  JsonValue, STEP_STATUSES, StepId, StepStatusInput, Text255, Timestamp, Uuid, WORKFLOW_STATUSES, WorkflowStatusInput,
 } from './common.js';
 
 const RetryCount = z.int().min(0).max(2_147_483_647);
@@ -8,7 +8,7 @@ const Version = z.int().min(1).max(2_147_483_647);
 
 export const StepStateInput = z
   .strictObject({
-    step_id: Text255.optional().meta({ description: 'Equal to its key in steps; filled from the key when absent.' }),
+    step_id: StepId.optional().meta({ description: 'Equal to its key in steps; filled from the key when absent.' }),
     status: StepStatusInput,
     started_at: Timestamp.nullable().optional(),
     completed_at: Timestamp.nullable().optional(),
@@ -42,7 +42,7 @@ export const WorkflowStateInput = z
     completed_at: Timestamp.nullable().optional(),
     context: JsonValue.optional(),
     error: z.string().nullable().optional(),
-    steps: z.record(Text255, StepStateInput).optional(),
+    steps: z.record(StepId, StepStateInput).optional(),
     version: Version.optional().meta({ description: 'Same as If-Match: 412 unless it is the stored version.' }),
   })
   .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
@@ -59,7 +59,7 @@ export const WorkflowPatch = z
     started_at: Timestamp.optional(),
     completed_at: Timestamp.nullable().optional(),
     steps: z
-      .record(Text255, StepStateInput.nullable())
+      .record(StepId, StepStateInput.nullable())
       .optional()
       .meta({ description: 'Steps to upsert; a step given as null is deleted. Other steps are kept.' }),
     version: Version.optional().meta({ description: 'Same as If-Match.' }),
@@ -120,5 +120,5 @@ export const ListWorkflowsQuery = z.strictObject({
   cursor: z.string().max(200).optional(),
 });
 
-export const StepParams = z.strictObject({ id: Uuid, step_id: Text255 });
+export const StepParams = z.strictObject({ id: Uuid, step_id: StepId });
 export const WorkflowIdParams = z.strictObject({ workflow_id: Text255 });
