@@ -3,7 +3,7 @@ import { buildApp } from './app.js';
 import { checkExposure } from './auth.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createSql } from './db/client.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
 import { loadMigrations, migrate, MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 
@@ -30,12 +30,19 @@ async function main() {
   let databaseUrl = config.DATABASE_URL;
   if (!databaseUrl) {
     logger.info({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT }, 'no DATABASE_URL: starting embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres({
-      dataDir: config.EMBEDDED_PG_DIR,
-      port: config.EMBEDDED_PG_PORT,
-      database: 'workflow_state',
-      onLog: (line) => logger.debug({ component: 'embedded-postgres' }, line),
-    });
+    try {
+      embedded = await startEmbeddedPostgres({
+        dataDir: config.EMBEDDED_PG_DIR,
+        port: config.EMBEDDED_PG_PORT,
+        database: 'workflow_state',
+        onLog: (line) => logger.debug({ component: 'embedded-postgres' }, line),
+      });
+    } catch (err) {
+      // A cause the operator can fix is one line naming the fix; anything else is a bug, with its stack.
+      if (!(err instanceof EmbeddedPostgresError)) throw err;
+      logger.fatal(err.message);
+      process.exit(1);
+    }
     databaseUrl = embedded.url;
     logger.info({ data_dir: embedded.dataDir, port: embedded.port, url: embedded.url.replace(/:[^:@/]+@/, ':***@') },
       'embedded PostgreSQL is running');
