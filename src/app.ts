@@ -6,8 +6,9 @@ import {
   jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
 } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
+import { answerConnect, httpServerOptions, registerRequestLineChecks } from './connections.js';
 import type { Sql } from './db/client.js';
-import { badRequest, registerErrorHandling, sendProblem } from './errors.js';
+import { badRequest, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
@@ -46,6 +47,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     loggerInstance: typeof deps.logger === 'object' ? deps.logger : undefined,
     logger: typeof deps.logger === 'object' ? undefined : (deps.logger ?? false),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Header and request timeouts, and problem answers to what never becomes a request.
+    ...httpServerOptions(config),
     // An incoming x-request-id is kept when it looks like an id; otherwise one is made.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -54,9 +57,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     // Path parameters up to 255 characters (step ids, workflow ids), percent-encoded.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     // Requests the router rejects (a malformed URL) are problems too, with their request id.
+    // No onRequest hook runs for them. The detail names the path only: the query may hold a token.
     frameworkErrors: (err, req, reply) => {
-      reply.header('x-request-id', req.id);
-      return sendProblem(req, reply, badRequest(`The request URL is malformed: ${err.message}`));
+      reply.header('x-request-id', req.id).headers(UNHOOKED_ANSWER_HEADERS);
+      const path = req.url.split('?')[0];
+      return sendProblem(req, reply, err.code === 'FST_ERR_BAD_URL'
+        ? badRequest(`The request path is not valid percent-encoded UTF-8: ${path}`, [{ path: 'path', message: 'invalid percent-encoding' }])
+        : badRequest(`The request URL is malformed: ${path}`));
     },
   });
   app.decorate('sql', deps.sql);
@@ -72,6 +79,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   registerJsonBody(app);
   registerErrorHandling(app);
+  answerConnect(app);
+  registerRequestLineChecks(app);
 
   await app.register(fastifySwagger, {
     openapi: {

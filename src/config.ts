@@ -14,9 +14,16 @@ export const configSchema = z.object({
   DATABASE_POOL_MAX: intFromEnv(20, 1, 1000),
   CHECKPOINT_RETENTION: intFromEnv(10, 0, 1_000_000),
   BODY_LIMIT_BYTES: intFromEnv(10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  // Connections: a client too slow to send its headers, or its whole request, gets a 408 and is dropped.
+  HEADERS_TIMEOUT_MS: intFromEnv(10_000, 100, 600_000),
+  REQUEST_BODY_TIMEOUT_MS: intFromEnv(30_000, 100, 3_600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   EMBEDDED_PG_DIR: z.string().min(1).default('./.data/postgres'),
   EMBEDDED_PG_PORT: intFromEnv(54329, 1, 65535),
+}).refine((c) => c.HEADERS_TIMEOUT_MS <= c.REQUEST_BODY_TIMEOUT_MS, {
+  // Node refuses a headers timeout longer than the request's: the headers are part of the request.
+  path: ['HEADERS_TIMEOUT_MS'],
+  message: 'must not exceed REQUEST_BODY_TIMEOUT_MS',
 });
 
 export type Config = z.infer<typeof configSchema>;
