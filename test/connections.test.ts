@@ -1,8 +1,13 @@
 import { connect, type Socket } from 'node:net';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { Writable } from 'node:stream';
+import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 'fastify';
 import t, { type Test } from 'tap';
+import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { buildTestApp, json, stateBody } from './helper.js';
+import { createSql } from '../src/db/client.js';
+import { loadMigrations, migrate } from '../src/db/migrate.js';
+import { createLogger } from '../src/logger.js';
+import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
 
 const ID = '55555555-2222-4333-8444-555555555555';
 const PROBLEM_TYPE = /^urn:workflow-state:problem:[a-z-]+$/;
@@ -177,4 +182,39 @@ t.test('invalid percent-encoding is a 400 problem naming where it is', async (t)
     t.equal(res.statusCode, 200);
     t.same(res.json().items.map((s: { id: string }) => s.id), [ID]);
   });
+});
+
+t.test('logs carry no query string and no raw request bytes', async (t) => {
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      raw.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const url = await freshDatabase(t);
+  const sql = createSql(url, { max: 2 });
+  const migrations = await loadMigrations();
+  await migrate(sql, migrations);
+  const app = await buildApp(loadConfig({}), {
+    sql, schemaVersion: migrations.at(-1)!.version, logger: createLogger('info', sink) as FastifyBaseLogger,
+  });
+  t.teardown(async () => {
+    await app.close();
+    await sql.end();
+  });
+
+  t.equal((await app.inject({ url: '/v1/workflows?workflow_id=tok-list-1' })).statusCode, 200);
+  t.equal((await app.inject({ url: '/no/such/route?access_token=tok-missing-2' })).statusCode, 404);
+  t.equal((await app.inject({ url: '/v1/workflows/%ff?access_token=tok-badpath-3' })).statusCode, 400);
+  const port = await listening(app);
+  const refused = await exchange(port, (s) => s.write('GET /health/live?t=tok-raw-4 HTTP/1.1\r\nAuthorization: Bearer tok-raw-5\r\nBad Header: x\r\n\r\n'));
+  t.equal(refused.status, 400);
+
+  t.notMatch(raw.join('\n'), /tok-/, 'no token from a query or a refused request reached the log');
+  const urls = raw.map((l) => JSON.parse(l) as { req?: { url?: string } }).flatMap((l) => (l.req?.url ? [l.req.url] : []));
+  t.ok(urls.includes('/v1/workflows?[redacted]'), 'the request line is logged with its query redacted');
+  t.ok(urls.includes('/no/such/route?[redacted]'));
+  const answered = raw.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'client error answered');
+  t.match(answered, { status: 400, code: /^HPE_/, instance: JSON.parse(refused.body).instance }, 'the raw answer is logged with its id');
 });
