@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -80,6 +82,26 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   registerJsonBody(app);
   registerErrorHandling(app);
   answerConnect(app);
+
+  // Security headers on every routed answer. The API answers JSON only, so its pages may load
+  // nothing and be framed nowhere; Swagger UI at /docs sets its own policy (staticCSP below).
+  // HSTS is left to the TLS terminator in front: this process speaks plain HTTP.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    strictTransportSecurity: false,
+  });
+  // CORS only for configured origins: any other origin, or none, gets no CORS header at all.
+  if (config.CORS_ORIGINS.length) {
+    const allowed = new Set(config.CORS_ORIGINS);
+    await app.register(fastifyCors, {
+      origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
+      methods: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'],
+      exposedHeaders: ['etag', 'location', 'retry-after', 'x-request-id'],
+      maxAge: 600,
+      // An OPTIONS without Access-Control-Request-Method would get a text/plain 400; it is routed instead.
+      strictPreflight: false,
+    });
+  }
   registerRequestLineChecks(app);
 
   await app.register(fastifySwagger, {
@@ -103,7 +125,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  // Swagger UI loads only its own scripts and styles from /docs/static: the plugin's own policy
+  // for that, without upgrade-insecure-requests, which would break it over plain HTTP.
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    transformStaticCSP: (csp) => csp.replace(/\s*upgrade-insecure-requests;?/, ''),
+  });
 
   await app.register(healthRoutes);
   await app.register(docsRoutes);

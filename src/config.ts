@@ -17,6 +17,13 @@ export const configSchema = z.object({
   // Connections: a client too slow to send its headers, or its whole request, gets a 408 and is dropped.
   HEADERS_TIMEOUT_MS: intFromEnv(10_000, 100, 600_000),
   REQUEST_BODY_TIMEOUT_MS: intFromEnv(30_000, 100, 3_600_000),
+  // Exact origins a browser may call the API from; unset or empty: CORS off, no CORS headers at all.
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean))
+    .pipe(z.array(z.string().refine((o) => /^https?:/.test(o) && URL.canParse(o) && new URL(o).origin === o,
+      'must be an origin: http(s)://host[:port], without a path or a trailing slash'))),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   EMBEDDED_PG_DIR: z.string().min(1).default('./.data/postgres'),
   EMBEDDED_PG_PORT: intFromEnv(54329, 1, 65535),

@@ -130,31 +130,146 @@ t.test('requests the HTTP parser refuses are answered as problems on the socket,
       expectRawProblem(t, a, c.status, c.code);
     });
   }
-  t.test('an HTTP/1.1 request without Host is a 400 problem from the app', async (t) => {
+  t.test('an HTTP/1.1 request without Host is a 400 problem from the app (with its security headers)', async (t) => {
     const a = await exchange(port, (s) => s.write('GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n'));
     t.equal(a.status, 400);
     t.match(a.headers['content-type'], /^application\/problem\+json/);
+    t.equal(a.headers['x-content-type-options'], 'nosniff');
     t.match(JSON.parse(a.body), { errors: [{ path: 'headers.host' }] });
   });
 });
 
-t.test('fastify\'s own rejections are problems', async (t) => {
+t.test('fastify\'s own rejections are problems with security headers', async (t) => {
   const { app } = await buildTestApp(t, { BODY_LIMIT_BYTES: '1024' });
 
   t.test('a body over BODY_LIMIT_BYTES is a 413 problem', async (t) => {
     const res = await app.inject({ method: 'PUT', url: `/v1/workflows/${ID}`, ...json(stateBody({ context: { pad: 'x'.repeat(2000) } })) });
     expectProblem(t, res, 413);
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
   });
   t.test('a body that is not JSON is a 415 problem', async (t) => {
     const res = await app.inject({
       method: 'PUT', url: `/v1/workflows/${ID}`, headers: { 'content-type': 'text/plain' }, payload: 'hello',
     });
     expectProblem(t, res, 415);
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
   });
 });
 
-t.test('settings: the headers are part of the request', async (t) => {
+t.test('security headers', async (t) => {
+  const { app } = await buildTestApp(t);
+  const API_CSP = "default-src 'none';frame-ancestors 'none'";
+
+  const expectApiHeaders = (t: Test, res: LightMyRequestResponse) => {
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
+    t.equal(res.headers['content-security-policy'], API_CSP);
+    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
+    t.equal(res.headers['referrer-policy'], 'no-referrer');
+    t.equal(res.headers['cross-origin-resource-policy'], 'same-origin');
+    t.notOk(res.headers['strict-transport-security'], 'no HSTS: TLS ends in front of the service');
+    t.notOk(res.headers['x-powered-by']);
+  };
+  t.test('on a JSON answer', async (t) => {
+    const res = await app.inject({ url: '/health/live' });
+    t.equal(res.statusCode, 200);
+    t.match(res.headers['content-type'], /^application\/json/);
+    expectApiHeaders(t, res);
+  });
+  t.test('on a problem answer (validation, unknown route)', async (t) => {
+    const invalid = await app.inject({ url: '/v1/workflows/not-a-uuid' });
+    expectProblem(t, invalid, 400, ['params.id']);
+    expectApiHeaders(t, invalid);
+    const missing = await app.inject({ url: '/no/such/route' });
+    expectProblem(t, missing, 404);
+    expectApiHeaders(t, missing);
+  });
+  t.test('a malformed path, which no hook sees, still says nosniff', async (t) => {
+    const res = await app.inject({ url: '/v1/workflows/%ff' });
+    expectProblem(t, res, 400, ['path']);
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
+  });
+  t.test('Swagger UI gets a policy that lets it load its own scripts and styles, and nothing inline', async (t) => {
+    const page = await app.inject({ url: '/docs/' });
+    t.equal(page.statusCode, 200);
+    const csp = page.headers['content-security-policy'] as string;
+    const directive = (name: string) => csp.split(';').map((d) => d.trim()).find((d) => d.startsWith(`${name} `)) ?? '';
+    t.match(directive('script-src'), /^script-src 'self'\s*$/, 'scripts from the service itself');
+    t.match(directive('style-src'), /'self'/, 'styles from the service itself');
+    t.match(directive('img-src'), /data:/, 'the data: images of its stylesheet');
+    t.notMatch(csp, /upgrade-insecure-requests/, 'nothing that breaks /docs over plain HTTP');
+    t.equal(page.headers['x-content-type-options'], 'nosniff');
+    // The page needs nothing inline (which script-src 'self' would block) and its assets are served.
+    const html = page.body;
+    const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
+    t.ok(scripts.length >= 3);
+    t.ok(scripts.every(([, attrs, body]) => /\bsrc="\.\/static\//.test(attrs!) && body!.trim() === ''), 'every script is a same-origin file');
+    t.notMatch(html, /<style\b|\sstyle="/, 'no inline styles');
+    const assets = [...html.matchAll(/(?:src|href)="\.\/(static\/[^"]+)"/g)].map((m) => m[1]!);
+    for (const asset of assets) {
+      const res = await app.inject({ url: `/docs/${asset}` });
+      t.equal(res.statusCode, 200, `/docs/${asset} is served`);
+    }
+    const initializer = await app.inject({ url: '/docs/static/swagger-initializer.js' });
+    t.equal(initializer.statusCode, 200);
+    t.match(initializer.body, /url: resolveUrl\('\.\/json'\)/, 'the document comes from the service itself');
+    t.match(initializer.body, /validatorUrl: null/, 'and is not sent to an outside validator');
+    t.equal((await app.inject({ url: '/docs/json' })).statusCode, 200);
+  });
+});
+
+t.test('CORS', async (t) => {
+  const preflight = (origin: string) => ({
+    method: 'OPTIONS' as const,
+    url: `/v1/workflows/${ID}`,
+    headers: { origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'content-type, if-match' },
+  });
+  const corsHeaders = (res: LightMyRequestResponse) => Object.keys(res.headers).filter((h) => h.startsWith('access-control-'));
+
+  t.test('is off by default: no CORS header on any answer, preflights are not found', async (t) => {
+    const { app } = await buildTestApp(t);
+    const get = await app.inject({ url: '/health/live', headers: { origin: 'https://app.example' } });
+    t.equal(get.statusCode, 200);
+    t.same(corsHeaders(get), []);
+    const pre = await app.inject(preflight('https://app.example'));
+    expectProblem(t, pre, 404);
+    t.same(corsHeaders(pre), []);
+  });
+
+  t.test('with CORS_ORIGINS, exactly those origins', async (t) => {
+    const { app } = await buildTestApp(t, { CORS_ORIGINS: 'https://app.example, http://localhost:3000' });
+
+    const pre = await app.inject(preflight('https://app.example'));
+    t.equal(pre.statusCode, 204, 'an allowed preflight');
+    t.equal(pre.headers['access-control-allow-origin'], 'https://app.example');
+    t.same(String(pre.headers['access-control-allow-methods']).split(', ').sort(), ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT']);
+    t.equal(pre.headers['access-control-allow-headers'], 'content-type, if-match');
+    t.equal(pre.headers['access-control-max-age'], '600');
+    t.match(pre.headers.vary, /Origin/);
+
+    const get = await app.inject({ url: '/health/live', headers: { origin: 'http://localhost:3000' } });
+    t.equal(get.statusCode, 200);
+    t.equal(get.headers['access-control-allow-origin'], 'http://localhost:3000');
+    t.same(String(get.headers['access-control-expose-headers']).split(', '), ['etag', 'location', 'retry-after', 'x-request-id']);
+    const problem = await app.inject({ url: '/v1/workflows/not-a-uuid', headers: { origin: 'https://app.example' } });
+    expectProblem(t, problem, 400, ['params.id']);
+    t.equal(problem.headers['access-control-allow-origin'], 'https://app.example', 'a browser can read a problem too');
+
+    for (const origin of ['https://evil.example', 'https://app.example.evil.example', 'http://app.example', 'null']) {
+      const denied = await app.inject(preflight(origin));
+      expectProblem(t, denied, 404);
+      t.same(corsHeaders(denied), [], `${origin}: a preflight gets no CORS header`);
+      const read = await app.inject({ url: '/health/live', headers: { origin } });
+      t.same(corsHeaders(read), [], `${origin}: an answer carries no CORS header`);
+    }
+    t.same(corsHeaders(await app.inject({ url: '/health/live' })), [], 'a request without Origin gets none');
+  });
+});
+
+t.test('settings: the headers are part of the request; CORS_ORIGINS holds exact origins only', async (t) => {
   t.throws(() => loadConfig({ HEADERS_TIMEOUT_MS: '40000' }), /HEADERS_TIMEOUT_MS: must not exceed REQUEST_BODY_TIMEOUT_MS/);
+  for (const bad of ['*', 'https://app.example/', 'app.example', 'https://app.example/path']) {
+    t.throws(() => loadConfig({ CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad);
+  }
 });
 
 t.test('invalid percent-encoding is a 400 problem naming where it is', async (t) => {
