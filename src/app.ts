@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -7,8 +9,9 @@ import {
 } from 'fastify-type-provider-zod';
 import { registerAuth } from './auth.js';
 import type { Config } from './config.js';
+import { answerConnect, httpServerOptions, registerRequestLineChecks } from './connections.js';
 import type { Sql } from './db/client.js';
-import { badRequest, registerErrorHandling, sendProblem } from './errors.js';
+import { badRequest, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
@@ -48,6 +51,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     loggerInstance: typeof deps.logger === 'object' ? deps.logger : undefined,
     logger: typeof deps.logger === 'object' ? undefined : (deps.logger ?? false),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Header and request timeouts, and problem answers to what never becomes a request.
+    ...httpServerOptions(config),
     // An incoming x-request-id is kept when it looks like an id; otherwise one is made.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -56,9 +61,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     // Path parameters up to 255 characters (step ids, workflow ids), percent-encoded.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     // Requests the router rejects (a malformed URL) are problems too, with their request id.
+    // No onRequest hook runs for them. The detail names the path only: the query may hold a token.
     frameworkErrors: (err, req, reply) => {
-      reply.header('x-request-id', req.id);
-      return sendProblem(req, reply, badRequest(`The request URL is malformed: ${err.message}`));
+      reply.header('x-request-id', req.id).headers(UNHOOKED_ANSWER_HEADERS);
+      const path = req.url.split('?')[0];
+      return sendProblem(req, reply, err.code === 'FST_ERR_BAD_URL'
+        ? badRequest(`The request path is not valid percent-encoded UTF-8: ${path}`, [{ path: 'path', message: 'invalid percent-encoding' }])
+        : badRequest(`The request URL is malformed: ${path}`));
     },
   });
   app.decorate('sql', deps.sql);
@@ -74,6 +83,28 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   registerJsonBody(app);
   registerErrorHandling(app);
+  answerConnect(app);
+
+  // Security headers on every routed answer. The API answers JSON only, so its pages may load
+  // nothing and be framed nowhere; Swagger UI at /docs sets its own policy (staticCSP below).
+  // HSTS is left to the TLS terminator in front: this process speaks plain HTTP.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    strictTransportSecurity: false,
+  });
+  // CORS only for configured origins: any other origin, or none, gets no CORS header at all.
+  if (config.CORS_ORIGINS.length) {
+    const allowed = new Set(config.CORS_ORIGINS);
+    await app.register(fastifyCors, {
+      origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
+      methods: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'],
+      exposedHeaders: ['etag', 'location', 'retry-after', 'x-request-id'],
+      maxAge: 600,
+      // An OPTIONS without Access-Control-Request-Method would get a text/plain 400; it is routed instead.
+      strictPreflight: false,
+    });
+  }
+  registerRequestLineChecks(app);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -107,7 +138,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  if (config.DOCS_ENABLED) await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  // Swagger UI loads only its own scripts and styles from /docs/static: the plugin's own policy
+  // for that, without upgrade-insecure-requests, which would break it over plain HTTP.
+  if (config.DOCS_ENABLED) {
+    await app.register(fastifySwaggerUi, {
+      routePrefix: '/docs',
+      staticCSP: true,
+      transformStaticCSP: (csp) => csp.replace(/\s*upgrade-insecure-requests;?/, ''),
+    });
+  }
 
   await app.register(healthRoutes);
   if (config.DOCS_ENABLED) await app.register(docsRoutes);

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
@@ -66,16 +67,45 @@ function problemType(code: string): string {
   return `urn:workflow-state:problem:${code}`;
 }
 
-export function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {
+/** The RFC 9457 document of a problem: the one renderer, for routed and raw answers alike. */
+export function problemDocument(p: HttpProblem, instance: string): Record<string, unknown> {
   const body: Record<string, unknown> = {
     type: problemType(p.code),
     title: p.title,
     status: p.status,
     detail: p.message,
-    instance: req.id,
+    instance,
   };
   if (p.errors) body.errors = p.errors;
-  return reply.code(p.status).headers(p.headers).type('application/problem+json').send(body);
+  return body;
+}
+
+export function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {
+  return reply.code(p.status).headers(p.headers).type('application/problem+json').send(problemDocument(p, req.id));
+}
+
+/**
+ * The security header of answers made where no hook runs, so neither does helmet's (a malformed
+ * URL, the raw answers below): a browser must not sniff their JSON into a page.
+ */
+export const UNHOOKED_ANSWER_HEADERS = { 'x-content-type-options': 'nosniff' };
+
+/**
+ * A whole HTTP/1.1 answer, for a socket that no request object owns (a parser error, a timeout,
+ * CONNECT): the same document with `instance` as its id, and the connection closes after it.
+ */
+export function rawProblemAnswer(p: HttpProblem, instance: string): string {
+  const body = JSON.stringify(problemDocument(p, instance));
+  const headers = {
+    ...p.headers,
+    ...UNHOOKED_ANSWER_HEADERS,
+    'content-type': 'application/problem+json',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': instance,
+    connection: 'close',
+  };
+  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status]}\r\n${lines}\r\n${body}`;
 }
 
 /** Dotted paths of the fields a validation issue is about; an unknown-keys issue names each key. */
