@@ -11,6 +11,7 @@ import { registerAuth } from './auth.js';
 import type { Config } from './config.js';
 import { answerConnect, httpServerOptions, registerRequestLineChecks } from './connections.js';
 import type { Sql } from './db/client.js';
+import { registerRequestWork } from './db/work.js';
 import { badRequest, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
@@ -23,6 +24,8 @@ import { SERVICE_VERSION } from './version.js';
 
 export interface AppDeps {
   sql: Sql;
+  /** A pool of its own for health probes, so a busy main pool does not fail readiness (default: sql). */
+  probeSql?: Sql;
   /** The schema version this build migrates to; readiness requires the database to have it. */
   schemaVersion: number;
   /** A pino logger (the server's), or true/false for fastify's own. */
@@ -148,11 +151,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     });
   }
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { probeSql: deps.probeSql ?? deps.sql });
   if (config.DOCS_ENABLED) await app.register(docsRoutes);
   // The API: every route needs a credential (when credentials are configured) with the route's scope.
   await app.register(async (v1) => {
     registerAuth(v1, config);
+    registerRequestWork(v1, deps.sql, config);
     v1.addHook('onRoute', (route) => {
       route.schema = {
         ...route.schema,

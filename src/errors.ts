@@ -32,6 +32,12 @@ export const unprocessable = (detail: string, errors?: FieldError[]) =>
 export const unavailable = (detail: string) =>
   new HttpProblem(503, 'unavailable', 'Service Unavailable', detail, undefined, { 'retry-after': '1' });
 
+/** A request past REQUEST_TIMEOUT_MS (src/db/work.ts cancels its statements). */
+export const deadlineExceeded = (ms: number) =>
+  new HttpProblem(503, 'deadline-exceeded', 'Service Unavailable',
+    `The request did not complete within ${ms} ms (REQUEST_TIMEOUT_MS); nothing of it was written after this answer. ` +
+    'Retry shortly.', undefined, { 'retry-after': '1' });
+
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT',
   'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
@@ -58,6 +64,10 @@ export function fromDatabaseError(err: unknown): HttpProblem | undefined {
   }
   // What transaction() did not manage to run again: the same request later will likely succeed.
   if (code === '40001' || code === '40P01') return unavailable('The request collided with concurrent ones; retry shortly.');
+  // statement_timeout (or a cancel), lock_timeout, idle_in_transaction_session_timeout.
+  if (code === '57014' || code === '55P03' || code === '25P03') {
+    return unavailable('The database did not complete the request in time (a statement or a lock wait took too long); retry shortly.');
+  }
   if (code === '23505') return conflict('A resource with this identifier already exists.');
   if (BAD_INPUT_STATES.has(code)) return badRequest('The database refused a value in the request.');
   return undefined;
@@ -149,7 +159,9 @@ function fromFastifyError(err: FastifyError): HttpProblem | undefined {
 
 export function registerErrorHandling(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const problem = err instanceof HttpProblem ? err : (fromFastifyError(err) ?? fromDatabaseError(err));
+    let problem = err instanceof HttpProblem ? err : (fromFastifyError(err) ?? fromDatabaseError(err));
+    // Past its deadline a request's statements were cancelled: whatever failed, that is why.
+    if (req.work?.expired && !(problem && problem.status < 500)) problem = deadlineExceeded(req.work.timeoutMs);
     if (problem) {
       if (problem.status >= 500) req.log.error({ err }, 'request failed');
       return sendProblem(req, reply, problem);

@@ -2,10 +2,12 @@ import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
 import { checkExposure } from './auth.js';
 import { ConfigError, loadConfig } from './config.js';
-import { createSql } from './db/client.js';
+import { createSql, sessionTimeouts, type Sql } from './db/client.js';
 import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
 import { loadMigrations, migrate, MigrationError } from './db/migrate.js';
+import { fromDatabaseError } from './errors.js';
 import { createLogger } from './logger.js';
+import type { Logger } from 'pino';
 
 /** How long /health/ready answers 503 before the listener closes, so load balancers stop routing. */
 const DRAIN_NOTICE_MS = 1000;
@@ -48,19 +50,22 @@ async function main() {
       'embedded PostgreSQL is running');
   }
 
-  const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX });
+  const settings = sessionTimeouts(config);
+  const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, settings });
+  const probeSql = createSql(databaseUrl, { max: 1, applicationName: 'workflow-state-service/health', settings });
   const migrations = await loadMigrations();
   try {
+    await waitForDatabase(sql, config.DATABASE_CONNECT_TIMEOUT_S, logger);
     const { applied, schemaVersion } = await migrate(sql, migrations);
     logger.info({ applied, schema_version: schemaVersion }, applied.length ? 'migrations applied' : 'schema up to date');
   } catch (err) {
-    logger.fatal({ err }, err instanceof MigrationError ? err.message : 'migrations failed');
-    await sql.end({ timeout: 1 });
+    logger.fatal({ err }, err instanceof MigrationError || err instanceof DatabaseUnreachable ? err.message : 'migrations failed');
+    await Promise.all([sql.end({ timeout: 1 }), probeSql.end({ timeout: 1 })]);
     await embedded?.stop();
     process.exit(1);
   }
 
-  const app = await buildApp(config, { sql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
+  const app = await buildApp(config, { sql, probeSql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
   await app.listen({ port: config.PORT, host: config.HOST });
 
   let stopping = false;
@@ -71,13 +76,40 @@ async function main() {
     logger.info({ signal }, 'draining: readiness now 503, finishing in-flight requests');
     await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
     await app.close(); // waits for in-flight requests
-    await sql.end({ timeout: 5 });
+    await Promise.all([sql.end({ timeout: 5 }), probeSql.end({ timeout: 1 })]);
     await embedded?.stop();
     logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+class DatabaseUnreachable extends Error {}
+
+/**
+ * Waits for the database at boot, trying again with a growing pause (0.25 s to 5 s) for up to
+ * `timeoutS` seconds, so a service started before its database (compose, a rollout) comes up with it.
+ */
+async function waitForDatabase(sql: Sql, timeoutS: number, logger: Logger) {
+  const deadline = Date.now() + timeoutS * 1000;
+  for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+    try {
+      await sql`SELECT 1`;
+      return;
+    } catch (err) {
+      const reason = (err as Error).message || (err as { code?: string }).code || String(err);
+      if (fromDatabaseError(err)?.status !== 503) {
+        throw new DatabaseUnreachable(`The database refused the service (${reason}): check DATABASE_URL.`);
+      }
+      if (Date.now() + pause > deadline) {
+        throw new DatabaseUnreachable(`The database did not answer within DATABASE_CONNECT_TIMEOUT_S=${timeoutS} s ` +
+          `(${reason}): check DATABASE_URL and that PostgreSQL is running.`);
+      }
+      logger.warn({ reason, retry_in_ms: pause }, 'database not reachable yet; retrying');
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
 }
 
 main().catch((err) => {

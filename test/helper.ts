@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import postgres from 'postgres';
 import { buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { createSql, type Sql } from '../src/db/client.js';
+import { createSql, sessionTimeouts, type Sql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
 import { provideTestPostgres } from './support/database.js';
 
@@ -62,8 +62,8 @@ export async function buildTestApp(
   db: DatabaseOptions = {},
 ): Promise<TestApp> {
   const url = await freshDatabase(t, db);
-  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', ...env });
-  const sql = createSql(url, { max: 10 });
+  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', DATABASE_POOL_MAX: '10', ...env });
+  const sql = createSql(url, { max: config.DATABASE_POOL_MAX, settings: sessionTimeouts(config) });
   const migrations = await loadMigrations();
   await migrate(sql, migrations);
   const app = await buildApp(config, { sql, schemaVersion: migrations.at(-1)!.version });

@@ -1,4 +1,6 @@
 import postgres from 'postgres';
+import type { Config } from '../config.js';
+import { workOf } from './work.js';
 
 export type Sql = postgres.Sql;
 export type TxSql = postgres.TransactionSql;
@@ -11,13 +13,28 @@ export interface PoolOptions {
   applicationName?: string;
   /** The sessions' search_path (the benchmark points its seed baseline at the seed's own tables). */
   searchPath?: string;
+  /** Settings of every session (sessionTimeouts). */
+  settings?: Record<string, string>;
 }
 
-/** One pool per process; every session runs in UTC so timestamps never depend on the server's zone. */
+/** PostgreSQL's own bounds for every session: a statement, a wait for a lock, an idle transaction (0: none). */
+export const sessionTimeouts = (c: Config): Record<string, string> => ({
+  statement_timeout: String(c.DATABASE_STATEMENT_TIMEOUT_MS),
+  lock_timeout: String(c.DATABASE_LOCK_TIMEOUT_MS),
+  idle_in_transaction_session_timeout: String(c.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS),
+});
+
+/**
+ * One pool per process; every session runs in UTC so timestamps never depend on the server's zone.
+ * A connection that cannot be made fails within 2 s, and one that failed is tried again 0.2 s later
+ * when a statement needs it: postgres.js's default backoff grows with every failure across the pool,
+ * up to 20 s, so after an outage a statement waited that long for the database that had come back.
+ */
 export function createSql(url: string, opts: PoolOptions): Sql {
   return postgres(url, {
     max: opts.max,
-    connect_timeout: opts.connectTimeout ?? 10,
+    connect_timeout: opts.connectTimeout ?? 2,
+    backoff: () => 0.2,
     idle_timeout: 60,
     max_lifetime: 60 * 30,
     prepare: true,
@@ -34,6 +51,7 @@ export function createSql(url: string, opts: PoolOptions): Sql {
     connection: {
       application_name: opts.applicationName ?? 'workflow-state-service',
       TimeZone: 'UTC',
+      ...opts.settings,
       ...(opts.searchPath ? { search_path: opts.searchPath } : {}),
     },
   });
@@ -47,9 +65,11 @@ const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadloc
  * serialization failure or a deadlock: nothing of an aborted transaction was written.
  */
 export async function transaction<T>(sql: Sql, fn: (tx: TxSql) => Promise<T>, attempts = 3): Promise<T> {
+  // The statements of a request's transaction are the request's too: its deadline cancels them.
+  const work = workOf(sql);
   for (let attempt = 1; ; attempt++) {
     try {
-      return (await sql.begin(fn)) as T;
+      return (await sql.begin((tx) => fn(work ? work.track(tx) : tx))) as T;
     } catch (err) {
       if (attempt >= attempts || !RETRYABLE.has((err as { code?: string }).code ?? '')) throw err;
     }

@@ -33,7 +33,6 @@ function snapshotAsState(snapshot: unknown) {
 
 export async function checkpointRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const sql = app.sql;
   const retention = app.config.CHECKPOINT_RETENTION;
 
   app.post('/workflows/:id/checkpoints', {
@@ -52,7 +51,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     const { id } = req.params;
     const cid = req.body.id ?? randomUUID();
     const snapshot = req.body.snapshot === undefined ? undefined : JSON.stringify(req.body.snapshot);
-    const out = await transaction(sql, (tx) =>
+    const out = await transaction(req.db, (tx) =>
       checkpoints.createCheckpoint(tx, visibleTenant(req), id, { id: cid, stepId: req.body.step_id, snapshot }, retention));
     switch (out.kind) {
       case 'state-not-found':
@@ -81,7 +80,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
       : decodeCursor(q.cursor, 1, ([seq]) => /^\d{1,18}$/.test(seq!));
-    const page = await checkpoints.listCheckpoints(sql, visibleTenant(req), req.params.id, {
+    const page = await checkpoints.listCheckpoints(req.db, visibleTenant(req), req.params.id, {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',
       afterSeq: after?.[0],
@@ -100,7 +99,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const body = await checkpoints.latestCheckpoint(sql, visibleTenant(req), req.params.id);
+    const body = await checkpoints.latestCheckpoint(req.db, visibleTenant(req), req.params.id);
     if (!body) throw notFound(`Workflow state ${req.params.id} has no checkpoint.`);
     return sendJsonText(reply, 200, body);
   });
@@ -115,7 +114,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Deleted, ...problemResponses(400, 404, 503) },
     },
   }, async (req) => {
-    const deleted = await checkpoints.pruneCheckpoints(sql, visibleTenant(req), req.params.id, req.query.keep);
+    const deleted = await checkpoints.pruneCheckpoints(req.db, visibleTenant(req), req.params.id, req.query.keep);
     if (deleted === undefined) throw notFound(`Workflow state ${req.params.id} does not exist.`);
     return { deleted };
   });
@@ -129,7 +128,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const body = await checkpoints.getCheckpoint(sql, visibleTenant(req), req.params.cid);
+    const body = await checkpoints.getCheckpoint(req.db, visibleTenant(req), req.params.cid);
     if (!body) throw notFound(`Checkpoint ${req.params.cid} does not exist.`);
     return sendJsonText(reply, 200, body);
   });
@@ -167,7 +166,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     }
 
     const tenant = visibleTenant(req);
-    const result = await transaction(sql, async (tx) => {
+    const result = await transaction(req.db, async (tx) => {
       const cp = await checkpoints.checkpointSnapshot(tx, tenant, cid);
       if (!cp) throw notFound(`Checkpoint ${cid} does not exist.`);
       const unstorable = findUnstorable(cp.snapshot, 'snapshot');

@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { Sql } from '../db/client.js';
 import { appliedSchemaVersion } from '../db/migrate.js';
+import { RequestWork } from '../db/work.js';
 import { SERVICE_VERSION } from '../version.js';
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -19,23 +21,35 @@ const HealthDetails = Readiness.extend({
   service: z.object({ version: z.string(), uptime_s: z.number() }),
 }).meta({ id: 'HealthDetails' });
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
-  ]);
+/**
+ * One bounded statement: the schema version, and a row of the state table, so that a lock on the
+ * table (a LOCK TABLE, a long migration) fails readiness. Cancelled when it takes too long.
+ */
+async function probeDatabase(sql: Sql): Promise<number> {
+  const work = new RequestWork(CHECK_TIMEOUT_MS);
+  work.start(() => {});
+  try {
+    const db = work.track(sql);
+    const applied = await appliedSchemaVersion(db);
+    if (applied > 0) await db`SELECT 1 FROM workflow_states LIMIT 1`;
+    return applied;
+  } catch (err) {
+    throw work.expired ? new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`) : err;
+  } finally {
+    work.finish();
+  }
 }
 
-export async function healthRoutes(fastify: FastifyInstance) {
+export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: Sql }) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const { probeSql } = opts;
 
   async function probe() {
     const started = performance.now();
     let applied: number | null = null;
     let dbError: string | undefined;
     try {
-      applied = await withTimeout(appliedSchemaVersion(app.sql), CHECK_TIMEOUT_MS);
+      applied = await probeDatabase(probeSql);
     } catch (err) {
       dbError = (err as Error).message || 'unreachable';
     }

@@ -42,9 +42,9 @@ export async function purgeRoutes(fastify: FastifyInstance) {
       }]);
     }
     if (req.body.dry_run) {
-      return { matched: await countPurgeable(app.sql, visibleTenant(req), req.body.older_than, statuses), dry_run: true as const };
+      return { matched: await countPurgeable(req.db, visibleTenant(req), req.body.older_than, statuses), dry_run: true as const };
     }
-    const deleted = await purgeWorkflowStates(app.sql, visibleTenant(req), req.body.older_than, statuses);
+    const deleted = await purgeWorkflowStates(req.db, visibleTenant(req), req.body.older_than, statuses);
     req.log.info({ deleted, older_than: req.body.older_than, statuses }, 'purged workflow states');
     return { deleted };
   });

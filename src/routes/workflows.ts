@@ -40,7 +40,6 @@ export const failure = (reason: workflows.Refusal, id: string) =>
 
 export async function workflowRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const sql = app.sql;
 
   app.put('/workflows/:id', {
     schema: {
@@ -63,7 +62,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.id', [{ path: 'body.id', message: 'must equal the id in the path' }]);
     }
     const cond = writeCondition(req, req.body.version, true);
-    const out = await workflows.saveWorkflowState(sql, tenancyOf(req), id, req.body, cond);
+    const out = await workflows.saveWorkflowState(req.db, tenancyOf(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
@@ -79,7 +78,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 200: WorkflowState, 304: z.null().meta({ description: 'Not modified' }), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const doc = await workflows.loadWorkflowState(sql, visibleTenant(req), req.params.id);
+    const doc = await workflows.loadWorkflowState(req.db, visibleTenant(req), req.params.id);
     if (!doc) throw notFound(`Workflow state ${req.params.id} does not exist.`);
     if (notModified(req, doc.version)) return reply.code(304).header('etag', etag(doc.version)).send(null);
     return sendJsonText(reply, 200, doc.body, doc.version);
@@ -99,7 +98,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
   }, async (req, reply) => {
     const { id } = req.params;
     const cond = writeCondition(req, req.body.version);
-    const out = await workflows.patchWorkflowState(sql, visibleTenant(req), id, req.body, cond);
+    const out = await workflows.patchWorkflowState(req.db, visibleTenant(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, 200, out.body, out.version);
   });
@@ -121,7 +120,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       throw badRequest('Invalid body: body.step_id', [{ path: 'body.step_id', message: 'must equal the step_id in the path' }]);
     }
     const cond = writeCondition(req);
-    const out = await workflows.saveStepState(sql, visibleTenant(req), id, stepId, req.body, cond);
+    const out = await workflows.saveStepState(req.db, visibleTenant(req), id, stepId, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
@@ -136,7 +135,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...problemResponses(400, 404, 412, 503) },
     },
   }, async (req, reply) => {
-    const out = await workflows.deleteWorkflowState(sql, visibleTenant(req), req.params.id, writeCondition(req));
+    const out = await workflows.deleteWorkflowState(req.db, visibleTenant(req), req.params.id, writeCondition(req));
     if (!out.ok) throw failure(out.reason, req.params.id);
     return reply.code(204).send(null);
   });
@@ -153,7 +152,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const q = req.query;
     const after = q.cursor === undefined ? undefined
       : decodeCursor(q.cursor, 2, ([u, i]) => isDatabaseTimestamp(u!) && isUuid(i!));
-    const page = await workflows.listWorkflowStates(sql, {
+    const page = await workflows.listWorkflowStates(req.db, {
       tenant: visibleTenant(req),
       statuses: parseStatusFilter(q.status),
       workflowId: q.workflow_id,
@@ -176,7 +175,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       response: { 200: WorkflowState, ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
-    const doc = await workflows.latestStateForWorkflowId(sql, visibleTenant(req), req.params.workflow_id);
+    const doc = await workflows.latestStateForWorkflowId(req.db, visibleTenant(req), req.params.workflow_id);
     if (!doc) throw notFound(`No workflow state has workflow_id ${JSON.stringify(req.params.workflow_id)}.`);
     return sendJsonText(reply, 200, doc.body, doc.version);
   });

@@ -1,0 +1,198 @@
+/**
+ * Bounds on a request's database work: admission to the pool (a bounded wait, and connections kept
+ * for reads that writers stuck on a lock cannot take), and a deadline that cancels the request's
+ * statements, so that a request answered 503 for lack of time does not write later.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import { deadlineExceeded, sendProblem, unavailable } from '../errors.js';
+import type { Sql, TxSql } from './client.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The pool as this request uses it: its statements end with its deadline. */
+    db: Sql;
+    work: RequestWork | null;
+  }
+}
+
+/**
+ * After the deadline, how long cancelled statements have to fail before the request is answered
+ * 503 anyway (PostgreSQL may be unreachable, and the cancel request with it).
+ */
+const OVERDUE_GRACE_MS = 1000;
+
+/** A postgres.js query as this module sees it: `executed` once sent to the pool, `canceller` until cancelled. */
+interface TrackedQuery {
+  executed: boolean;
+  canceller: ((q: TrackedQuery) => Promise<void>) | null;
+}
+
+const WORK = Symbol('work');
+
+/**
+ * The statements of one request. `sql` is the pool as the request uses it: each statement it makes
+ * is recorded, and once the deadline passes, those still waiting or running are cancelled and no
+ * new one starts.
+ */
+export class RequestWork {
+  expired = false;
+  private readonly queries = new Set<TrackedQuery>();
+  private timer?: NodeJS.Timeout;
+  /** Gives back the request's admission to the database. */
+  release?: () => void;
+
+  constructor(readonly timeoutMs: number) {}
+
+  /** Starts the deadline; `overdue` runs if the request is still unanswered a grace period after it. */
+  start(overdue: () => void) {
+    this.timer = setTimeout(() => {
+      this.expire();
+      this.timer = setTimeout(overdue, OVERDUE_GRACE_MS);
+    }, this.timeoutMs);
+  }
+
+  /** The request was answered (or abandoned): no deadline, no admission, nothing to cancel. */
+  finish() {
+    clearTimeout(this.timer);
+    this.release?.();
+    this.queries.clear();
+  }
+
+  /** `db`, with every statement made through it (and through its transactions) recorded here. */
+  track<T extends Sql | TxSql>(db: T): T {
+    const work = this;
+    return new Proxy(db, {
+      apply(target, self, args: unknown[]) {
+        if (work.expired) throw deadlineExceeded(work.timeoutMs);
+        const made = Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args);
+        // A tagged template makes a query (or a fragment, which is never executed); sql('name') an identifier.
+        if (Array.isArray((args[0] as { raw?: unknown } | undefined)?.raw)) work.queries.add(made as TrackedQuery);
+        return made;
+      },
+      get: (target, key, receiver) => (key === WORK ? work : Reflect.get(target, key, receiver)),
+    });
+  }
+
+  /**
+   * Cancels every statement sent and not finished: one waiting for a connection leaves the queue,
+   * one running is cancelled by PostgreSQL (its transaction rolls back). A statement that already
+   * finished is left alone; a COMMIT, which postgres.js makes itself, is never cancelled, so a
+   * request whose transaction committed in time is answered as it succeeded.
+   */
+  expire() {
+    this.expired = true;
+    for (const q of this.queries) {
+      if (!q.executed || !q.canceller) continue;
+      // Query.cancel() drops the promise that the cancel request makes; it is caught here instead
+      // (with PostgreSQL gone the cancel request fails, and so does the statement).
+      const cancel = q.canceller;
+      q.canceller = null;
+      cancel(q).catch(() => {});
+    }
+    this.queries.clear();
+  }
+}
+
+/** The request work a tracked pool records into, if any: transactions record into it as well. */
+export const workOf = (db: Sql | TxSql): RequestWork | undefined => (db as unknown as { [WORK]?: RequestWork })[WORK];
+
+export type Access = 'read' | 'write';
+
+interface Waiter {
+  access: Access;
+  admit: () => void;
+}
+
+/**
+ * Admission to the database: at most `max` requests at once (the pool's size, so an admitted
+ * request finds a free connection and is never queued behind another's statement), of which at
+ * most `maxWriters` write. Writes that wait on a row lock can then hold no more than their share
+ * of the pool, and reads go on. A request waits at most `waitMs` to be admitted, then gets a 503.
+ */
+export class Admission {
+  private active = 0;
+  private writers = 0;
+  private readonly waiting: Waiter[] = [];
+
+  constructor(readonly max: number, readonly maxWriters: number, readonly waitMs: number) {}
+
+  /** Admits a request; resolves with its release. */
+  async acquire(access: Access): Promise<() => void> {
+    // Whoever waits is not admissible (each release admits all who are), so a request that is goes first.
+    if (this.admissible(access)) return this.enter(access);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        access,
+        admit: () => {
+          clearTimeout(timer);
+          resolve(this.enter(access));
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(unavailable(`No database connection became free within ${this.waitMs} ms (DATABASE_POOL_WAIT_MS); ` +
+          'retry shortly.'));
+      }, this.waitMs);
+      this.waiting.push(waiter);
+    });
+  }
+
+  private admissible(access: Access) {
+    return this.active < this.max && (access === 'read' || this.writers < this.maxWriters);
+  }
+
+  private enter(access: Access): () => void {
+    this.active++;
+    if (access === 'write') this.writers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      if (access === 'write') this.writers--;
+      this.admitWaiting();
+    };
+  }
+
+  /** Admits waiters in order; a read may pass writers that wait for a writer's place. */
+  private admitWaiting() {
+    for (let i = 0; i < this.waiting.length && this.active < this.max;) {
+      const w = this.waiting[i]!;
+      if (this.admissible(w.access)) {
+        this.waiting.splice(i, 1);
+        w.admit();
+      } else {
+        i++;
+      }
+    }
+  }
+}
+
+/** Connections of a pool of `max` that writers may hold: a quarter (at least one) is kept for reads. */
+export const writerShare = (max: number) => (max === 1 ? 1 : max - Math.max(1, Math.floor(max / 4)));
+
+/**
+ * Gives every request of `app` (an encapsulated scope) its deadline and its admission to the
+ * database, once it has arrived and was validated: GETs as reads, anything else as a write.
+ */
+export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Config) {
+  const max = config.DATABASE_POOL_MAX;
+  const admission = new Admission(max, writerShare(max), config.DATABASE_POOL_WAIT_MS);
+  app.decorateRequest('db', null as unknown as Sql);
+  app.decorateRequest('work', null);
+  app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
+    const work = new RequestWork(config.REQUEST_TIMEOUT_MS);
+    req.work = work;
+    req.db = work.track(sql);
+    work.start(() => {
+      if (reply.sent) return;
+      req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
+      void sendProblem(req, reply, deadlineExceeded(work.timeoutMs));
+    });
+    work.release = await admission.acquire(req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
+  });
+  const finish = async (req: FastifyRequest) => req.work?.finish();
+  app.addHook('onResponse', finish);
+  app.addHook('onRequestAbort', finish);
+}
