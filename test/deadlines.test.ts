@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import postgres from 'postgres';
+import t from 'tap';
+import { buildTestApp, json, stateBody, type TestApp } from './helper.js';
+
+type Holder = { release: () => Promise<void> };
+
+/** Another client holding a lock in an open transaction until release(): `lockSql` runs first. */
+async function holdLock(t: { teardown(fn: () => unknown): void }, url: string, lockSql: string): Promise<Holder> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  let release!: () => void;
+  const released = new Promise<void>((r) => { release = r; });
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => { locked = r; });
+  const done = sql.begin(async (tx) => {
+    await tx.unsafe(lockSql);
+    locked();
+    await released;
+  });
+  await isLocked;
+  const holder = {
+    release: async () => {
+      release();
+      await done;
+      await sql.end();
+    },
+  };
+  t.teardown(holder.release);
+  return holder;
+}
+
+async function createState(app: TestApp['app']) {
+  const id = randomUUID();
+  const res = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}`, ...json(stateBody()) });
+  if (res.statusCode !== 201) throw new Error(res.body);
+  return id;
+}
+
+/** Settles a request; the test asks which ones had settled at a given moment, not how long they took. */
+function track<T>(p: Promise<T>) {
+  const s = { done: false, value: undefined as T | undefined, promise: p };
+  void p.then((v) => { s.done = true; s.value = v; });
+  return s;
+}
+
+t.test('a row held locked by another client: writers to it wait, unrelated reads and health do not', async (t) => {
+  // 8 connections, 6 of them for writers: 12 writes to the locked state cannot take the reads' share.
+  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '8', DATABASE_LOCK_TIMEOUT_MS: '20000' });
+  const locked = await createState(app);
+  const other = await createState(app);
+  const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${locked}' FOR UPDATE`);
+
+  const patches = Array.from({ length: 12 }, (_, i) =>
+    track(app.inject({ method: 'PATCH', url: `/v1/workflows/${locked}`, ...json({ context: { i } }) })));
+  await new Promise((r) => setTimeout(r, 300)); // the writers reach the lock
+  for (const url of ['/v1/workflows', `/v1/workflows/${other}`, `/v1/workflows/${other}/checkpoints`]) {
+    t.equal((await app.inject({ url })).statusCode, 200, `${url} answered while the writers wait`);
+  }
+  t.equal((await app.inject({ url: '/health/live' })).statusCode, 200);
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200, 'a row lock does not make the service unready');
+  t.equal(patches.filter((p) => p.done).length, 0, 'every write to the locked state was still waiting');
+
+  await holder.release();
+  const answers = await Promise.all(patches.map((p) => p.promise));
+  t.same(answers.map((r) => r.statusCode), Array(12).fill(200), 'each write lands once the lock is gone');
+  t.equal((await app.inject({ url: `/v1/workflows/${locked}` })).headers.etag, '"13"');
+});
+
+t.test('LOCK TABLE: statements give up after DATABASE_LOCK_TIMEOUT_MS with 503, readiness fails, liveness holds', async (t) => {
+  const { app, url } = await buildTestApp(t, { DATABASE_LOCK_TIMEOUT_MS: '300' });
+  const id = await createState(app);
+  const holder = await holdLock(t, url, 'LOCK TABLE workflow_states IN ACCESS EXCLUSIVE MODE');
+
+  const read = await app.inject({ url: `/v1/workflows/${id}` });
+  t.equal(read.statusCode, 503);
+  t.equal(read.headers['retry-after'], '1');
+  t.equal(read.headers['content-type'], 'application/problem+json; charset=utf-8');
+  t.match(read.json(), { status: 503, detail: /did not complete the request in time/ });
+  const write = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'paused' }) });
+  t.equal(write.statusCode, 503);
+  const ready = await app.inject({ url: '/health/ready' });
+  t.equal(ready.statusCode, 503, 'readiness probes the state table');
+  t.same(ready.json().checks.database, { status: 'failing', detail: 'database unreachable' });
+  t.equal((await app.inject({ url: '/health/live' })).statusCode, 200, 'liveness is about the process only');
+
+  await holder.release();
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200);
+  const after = await app.inject({ url: `/v1/workflows/${id}` });
+  t.equal(after.statusCode, 200);
+  t.equal(after.json().status, 'running', 'the PATCH answered 503 did not land');
+});
+
+t.test('REQUEST_TIMEOUT_MS: a write past its deadline answers 503 and does not land later', async (t) => {
+  const { app, url, sql } = await buildTestApp(t, { REQUEST_TIMEOUT_MS: '400', DATABASE_LOCK_TIMEOUT_MS: '0' });
+  const id = await createState(app);
+  const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${id}' FOR UPDATE`);
+
+  const cases = [
+    { method: 'PUT' as const, url: `/v1/workflows/${id}`, ...json(stateBody({ status: 'paused' })) },
+    { method: 'PATCH' as const, url: `/v1/workflows/${id}`, ...json({ status: 'paused' }) },
+    { method: 'PUT' as const, url: `/v1/workflows/${id}/steps/late`, ...json({ status: 'running' }) },
+    { method: 'POST' as const, url: `/v1/workflows/${id}/checkpoints`, ...json({ step_id: 'late' }) },
+    { method: 'DELETE' as const, url: `/v1/workflows/${id}` },
+  ];
+  const answers = await Promise.all(cases.map((c) => app.inject(c)));
+  for (const [i, res] of answers.entries()) {
+    t.equal(res.statusCode, 503, `${cases[i]!.method} ${cases[i]!.url}`);
+    t.equal(res.headers['retry-after'], '1');
+    t.match(res.json(), { type: 'urn:workflow-state:problem:deadline-exceeded', detail: /within 400 ms \(REQUEST_TIMEOUT_MS\)/ });
+  }
+  const waiting = await sql`
+    SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'workflow-state-service'`;
+  t.equal(waiting[0]!.n, 0, 'no statement of theirs still waits in PostgreSQL');
+
+  await holder.release();
+  await new Promise((r) => setTimeout(r, 300)); // what was not cancelled would land now
+  const state = await app.inject({ url: `/v1/workflows/${id}` });
+  t.equal(state.statusCode, 200, 'the DELETE did not land');
+  t.equal(state.headers.etag, '"1"', 'no write landed after its 503');
+  t.same(state.json().steps, {});
+  t.equal(state.json().status, 'running');
+  t.same(await sql`SELECT count(*)::int AS n FROM checkpoints`, [{ n: 0 }]);
+  // The pool was left usable: writes go through again.
+  t.equal((await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'paused' }) })).statusCode, 200);
+});
+
+t.test('DATABASE_POOL_WAIT_MS: a write that finds no writer\'s place within it answers 503; reads still go', async (t) => {
+  // Two connections: one for writers, one kept for reads.
+  const { app, url } = await buildTestApp(t, {
+    DATABASE_POOL_MAX: '2', DATABASE_POOL_WAIT_MS: '200', DATABASE_LOCK_TIMEOUT_MS: '20000',
+  });
+  const locked = await createState(app);
+  const other = await createState(app);
+  const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${locked}' FOR UPDATE`);
+
+  const stuck = track(app.inject({ method: 'PATCH', url: `/v1/workflows/${locked}`, ...json({ status: 'paused' }) }));
+  await new Promise((r) => setTimeout(r, 100));
+  const queued = await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) });
+  t.equal(queued.statusCode, 503);
+  t.equal(queued.headers['retry-after'], '1');
+  t.match(queued.json().detail, /No database connection became free within 200 ms \(DATABASE_POOL_WAIT_MS\)/);
+  t.equal((await app.inject({ url: `/v1/workflows/${other}` })).json().status, 'running', 'a read goes on, and the 503 wrote nothing');
+  t.equal(stuck.done, false);
+
+  await holder.release();
+  t.equal((await stuck.promise).statusCode, 200);
+  t.equal((await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) })).statusCode, 200);
+});
