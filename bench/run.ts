@@ -331,7 +331,7 @@ async function main(): Promise<boolean> {
         name: 'list 50 active of 1,000',
         http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
-        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50 }),
+        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50, maxBytes: 4 * 1024 * 1024 }),
         // The seed cannot page: list_active_workflows loads every active state (1 + 2 × 1,000 queries).
         seed: () => seed.seedListActive(seedSql),
         target: { seed: 20 },
@@ -340,7 +340,7 @@ async function main(): Promise<boolean> {
         name: 'list 50 active (seed limited to 50)',
         http: { method: 'GET', path: () => '/v1/workflows?status=active&limit=50',
           lua: `return wrk.format('GET', '/v1/workflows?status=active&limit=50')` },
-        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50 }),
+        direct: () => workflows.listWorkflowStates(sql, { tenant: null, statuses: active, limit: 50, maxBytes: 4 * 1024 * 1024 }),
         // The seed's sequence for the same 50 states only: 1 + 2 × 50 queries.
         seed: () => seed.seedListActive(seedSql, 50),
         target: {},

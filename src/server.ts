@@ -59,7 +59,9 @@ async function main() {
     const { applied, schemaVersion } = await migrate(sql, migrations);
     logger.info({ applied, schema_version: schemaVersion }, applied.length ? 'migrations applied' : 'schema up to date');
   } catch (err) {
-    logger.fatal({ err }, err instanceof MigrationError || err instanceof DatabaseUnreachable ? err.message : 'migrations failed');
+    // A cause the operator can fix is one line naming the fix; anything else is a bug, with its stack.
+    if (err instanceof MigrationError || err instanceof DatabaseUnreachable) logger.fatal(err.message);
+    else logger.fatal({ err }, 'migrations failed');
     await Promise.all([sql.end({ timeout: 1 }), probeSql.end({ timeout: 1 })]);
     await embedded?.stop();
     process.exit(1);

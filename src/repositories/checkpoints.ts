@@ -1,6 +1,7 @@
 import type { Sql, TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
 import { type Tenant, tenantIs } from './conditions.js';
+import { type Page, pageOf } from './workflows.js';
 import { type CheckpointFields, checkpointFields, renderCheckpoint } from './render.js';
 
 type Db = Sql | TxSql;
@@ -89,31 +90,28 @@ export async function latestCheckpoint(sql: Db, tenant: Tenant, stateId: string)
   return row && fromRow(row.doc, row.snapshot);
 }
 
-export interface CheckpointPage {
-  items: Buffer[];
-  more: boolean;
-  last?: string;
+export interface CheckpointPage extends Page {
   stateExists: boolean;
 }
 
+/** A state's checkpoints, newest first, a page bounded in items and bytes (pageOf). */
 export async function listCheckpoints(
   sql: Db,
   tenant: Tenant,
   stateId: string,
-  opts: { limit: number; withSnapshot: boolean; afterSeq?: string },
+  opts: { limit: number; withSnapshot: boolean; afterSeq?: string; maxBytes: number },
 ): Promise<CheckpointPage> {
-  const rows = await sql<{ doc: string; snapshot: string | null; position: string }[]>`
-    SELECT doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN snapshot::text END AS snapshot, seq::text AS position
+  const page = await pageOf(sql, sql`
+    SELECT doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN snapshot::text END AS extra,
+           octet_length(doc::text) + CASE WHEN ${opts.withSnapshot} THEN octet_length(snapshot::text) ELSE 0 END AS size,
+           json_build_array(seq::text) AS position
     FROM checkpoints
     WHERE workflow_state_id = (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)})
       ${opts.afterSeq ? sql`AND seq < ${opts.afterSeq}::bigint` : sql``}
-    ORDER BY seq DESC
-    LIMIT ${opts.limit + 1}`;
-  const more = rows.length > opts.limit;
-  const page = more ? rows.slice(0, opts.limit) : rows;
+    ORDER BY seq DESC`, opts.limit, opts.maxBytes);
   // Only an empty page needs to tell "no checkpoints" from "no such state".
-  const stateExists = page.length > 0 || (await stateIsKnown(sql, tenant, stateId));
-  return { items: page.map((r) => fromRow(r.doc, r.snapshot)), more, stateExists, last: page.at(-1)?.position };
+  const stateExists = page.items.length > 0 || (await stateIsKnown(sql, tenant, stateId));
+  return { ...page, items: page.items.map(([doc, snapshot]) => fromRow(doc!.toString(), snapshot?.toString())), stateExists };
 }
 
 async function stateIsKnown(sql: Db, tenant: Tenant, stateId: string): Promise<boolean> {

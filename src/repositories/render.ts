@@ -108,7 +108,10 @@ const isRaw = (v: unknown): v is RawJson => typeof v === 'object' && v !== null 
  * JSON.stringify of an object whose members may be stored JSON (or arrays of it), embedded as is:
  * what JSON.rawJSON does from Node 22 on, for the members of one object.
  */
-export function renderJson(members: Record<string, unknown>): Buffer {
+export const renderJson = (members: Record<string, unknown>): Buffer => Buffer.concat(renderJsonParts(members));
+
+/** renderJson's output as the pieces it is made of, to be sent one after another without a copy. */
+export function renderJsonParts(members: Record<string, unknown>): Buffer[] {
   const parts: Buffer[] = [];
   let separator = '{';
   for (const [key, value] of Object.entries(members)) {
@@ -124,5 +127,5 @@ export function renderJson(members: Record<string, unknown>): Buffer {
     }
   }
   parts.push(Buffer.from(separator === '{' ? '{}' : '}'));
-  return Buffer.concat(parts);
+  return parts;
 }

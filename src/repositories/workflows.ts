@@ -15,7 +15,7 @@ export interface StateDocument {
   version: number;
 }
 
-type RawRow = (Buffer | null)[];
+export type RawRow = (Buffer | null)[];
 const rawText = (b: Buffer | null | undefined) => (b ? b.toString('utf8') : '');
 const rawInt = (b: Buffer | null | undefined) => Number(rawText(b));
 
@@ -239,19 +239,47 @@ export interface ListFilter {
   /** The last row of the previous page: updated_at as PostgreSQL prints it, and the id. */
   after?: { updatedAt: string; id: string };
   limit: number;
+  /** The page ends before the item that would take its documents past this many bytes (pageOf). */
+  maxBytes: number;
 }
 
-export interface StatePage {
-  items: Buffer[];
-  last?: { updatedAt: string; id: string };
+/** A page of stored documents; `last`: the sort keys of its last item, for the next page's cursor. */
+export interface Page<Item = Buffer> {
+  items: Item[];
+  last?: string[];
   more: boolean;
 }
 
+/**
+ * A page in PostgreSQL: `limit` rows at most, and the first row whose document would take the page's
+ * documents past `maxBytes` (with those before it; the page's own few bytes around them are not
+ * counted) ends it early, unless it comes first: a row alone larger
+ * than the budget is sent alone. A row that ends the page comes back without its document, so the
+ * caller learns there is more without downloading it. `rows` is the query of the candidate rows in
+ * page order, with the columns `doc` and `extra` (texts to send; extra may be null), `size` (their
+ * bytes) and `position` (the row's sort keys as a JSON array of strings, for the next page's cursor).
+ * Each item is its doc and extra, as PostgreSQL sent them.
+ */
+export async function pageOf(sql: Db, rows: ReturnType<Db>, limit: number, maxBytes: number): Promise<Page<RawRow>> {
+  const found = await sql`
+    SELECT CASE WHEN p.rn <= ${limit} AND (p.rn = 1 OR p.running <= ${maxBytes}) THEN p.doc END,
+           CASE WHEN p.rn <= ${limit} AND (p.rn = 1 OR p.running <= ${maxBytes}) THEN p.extra END, p.position
+    FROM (SELECT r.*, row_number() OVER page AS rn, sum(r.size) OVER page AS running
+          FROM (${rows} LIMIT ${limit + 1}) r
+          WINDOW page AS (ROWS UNBOUNDED PRECEDING)) p
+    WHERE p.rn <= 2 OR p.running - p.size <= ${maxBytes} -- the page's rows, and the one after them
+    ORDER BY p.rn`.raw() as RawRow[];
+  const items = found.filter((r) => r[0] !== null);
+  const tail = items.at(-1);
+  return { items, more: found.length > items.length, last: tail && JSON.parse(rawText(tail[2])) };
+}
+
 /** One query per page, whatever the number of matches: stored documents, newest updated_at first. */
-export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StatePage> {
+export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<Page> {
   const none = sql``;
-  const rows = await sql`
-    SELECT doc::text, updated_at::text, id::text
+  const page = await pageOf(sql, sql`
+    SELECT doc::text AS doc, NULL::text AS extra, octet_length(doc::text) AS size,
+           json_build_array(updated_at::text, id::text) AS position
     FROM workflow_states w
     WHERE true
       ${tenantIs(sql, f.tenant, 'w.tenant')}
@@ -261,12 +289,8 @@ export async function listWorkflowStates(sql: Db, f: ListFilter): Promise<StateP
       ${f.updatedBefore ? sql`AND w.updated_at < ${f.updatedBefore}::timestamptz` : none}
       ${f.updatedAfter ? sql`AND w.updated_at > ${f.updatedAfter}::timestamptz` : none}
       ${f.after ? sql`AND (w.updated_at, w.id) < (${f.after.updatedAt}::timestamptz, ${f.after.id}::uuid)` : none}
-    ORDER BY w.updated_at DESC, w.id DESC
-    LIMIT ${f.limit + 1}`.raw() as RawRow[];
-  const more = rows.length > f.limit;
-  const page = more ? rows.slice(0, f.limit) : rows;
-  const tail = page.at(-1);
-  return { items: page.map((r) => r[0]!), more, last: tail && { updatedAt: rawText(tail[1]), id: rawText(tail[2]) } };
+    ORDER BY w.updated_at DESC, w.id DESC`, f.limit, f.maxBytes);
+  return { ...page, items: page.items.map((r) => r[0]!) };
 }
 
 /** The seed's delete_old_states, in batches so no statement holds many row locks for long. */

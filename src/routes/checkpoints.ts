@@ -84,9 +84,10 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       limit: q.limit,
       withSnapshot: q.include_snapshot === 'true',
       afterSeq: after?.[0],
+      maxBytes: app.config.LIST_MAX_BYTES,
     });
     if (!page.stateExists) throw notFound(`Workflow state ${req.params.id} does not exist.`);
-    const next = page.more && page.last ? encodeCursor([page.last]) : null;
+    const next = page.more && page.last ? encodeCursor(page.last) : null;
     return sendJsonText(reply, 200, pageBody(page.items, next));
   });
 

@@ -1,15 +1,24 @@
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { badRequest, preconditionFailed } from '../errors.js';
 import type { WriteCondition } from '../repositories/conditions.js';
-import { rawJson, renderJson } from '../repositories/render.js';
+import { rawJson, renderJsonParts } from '../repositories/render.js';
 import { Uuid } from '../schemas/common.js';
 
 export const etag = (version: number) => `"${version}"`;
 
-/** Sends JSON that render.ts made (text, or stored UTF-8 bytes): no parse, no stringify. */
-export function sendJsonText(reply: FastifyReply, status: number, body: string | Buffer, version?: number) {
+/** Bodies up to this size are sent in one piece; larger ones (pages of big states) as a stream of their parts. */
+const STREAM_ABOVE_BYTES = 1024 * 1024;
+
+/**
+ * Sends JSON that render.ts made (text, stored UTF-8 bytes, or the parts of a page): no parse, no
+ * stringify, and a large page is not copied into one buffer.
+ */
+export function sendJsonText(reply: FastifyReply, status: number, body: string | Buffer | Buffer[], version?: number) {
   if (version !== undefined) reply.header('etag', etag(version));
-  return reply.code(status).type('application/json; charset=utf-8').send(body);
+  const payload = !Array.isArray(body) ? body
+    : body.reduce((n, b) => n + b.length, 0) <= STREAM_ABOVE_BYTES ? Buffer.concat(body) : Readable.from(body);
+  return reply.code(status).type('application/json; charset=utf-8').send(payload);
 }
 
 function entityTags(header: string): string[] {
@@ -84,6 +93,6 @@ export function decodeCursor(cursor: string, arity: number, check: (keys: string
   throw badRequest('The cursor is not one this service issued.', [{ path: 'query.cursor', message: 'invalid cursor' }]);
 }
 
-/** A page of stored documents: `{"items":[...],"next_cursor":...}`. */
+/** A page of stored documents, `{"items":[...],"next_cursor":...}`, in parts for sendJsonText. */
 export const pageBody = (items: (string | Buffer)[], nextCursor: string | null) =>
-  renderJson({ items: items.map(rawJson), next_cursor: nextCursor });
+  renderJsonParts({ items: items.map(rawJson), next_cursor: nextCursor });

@@ -161,8 +161,9 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       updatedAfter: q.updated_after,
       after: after && { updatedAt: after[0]!, id: after[1]! },
       limit: q.limit,
+      maxBytes: app.config.LIST_MAX_BYTES,
     });
-    const next = page.more && page.last ? encodeCursor([page.last.updatedAt, page.last.id]) : null;
+    const next = page.more && page.last ? encodeCursor(page.last) : null;
     return sendJsonText(reply, 200, pageBody(page.items, next));
   });
 
