@@ -1,18 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
 } from 'fastify-type-provider-zod';
-import { registerAuth } from './auth.js';
+import { ANONYMOUS, registerAuth } from './auth.js';
 import type { Config } from './config.js';
 import { answerConnect, httpServerOptions, registerRequestLineChecks } from './connections.js';
 import type { Sql } from './db/client.js';
 import { registerRequestWork } from './db/work.js';
-import { badRequest, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
+import { badRequest, HttpProblem, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
@@ -156,12 +157,24 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // The API: every route needs a credential (when credentials are configured) with the route's scope.
   await app.register(async (v1) => {
     registerAuth(v1, config);
+    // Per credential (per address when authentication is off), before the body is read.
+    if (config.RATE_LIMIT_MAX > 0) {
+      await v1.register(fastifyRateLimit, {
+        max: config.RATE_LIMIT_MAX,
+        timeWindow: config.RATE_LIMIT_WINDOW_MS,
+        hook: 'preParsing',
+        keyGenerator: (req) => (req.principal === ANONYMOUS ? `ip ${req.ip}` : `credential ${req.principal.tenant} ${req.principal.name}`),
+        errorResponseBuilder: (_req, ctx) => new HttpProblem(429, 'too-many-requests', 'Too Many Requests',
+          `This credential made more than ${ctx.max} requests in ${config.RATE_LIMIT_WINDOW_MS} ms ` +
+          `(RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_MS); retry in ${ctx.after}.`),
+      });
+    }
     registerRequestWork(v1, deps.sql, config);
     v1.addHook('onRoute', (route) => {
       route.schema = {
         ...route.schema,
         security: [{ bearer: [] }],
-        response: { ...(route.schema?.response as object), ...problemResponses(401, 403) },
+        response: { ...(route.schema?.response as object), ...problemResponses(401, 403, 429) },
       };
     });
     await v1.register(workflowRoutes);

@@ -39,7 +39,7 @@ declare module 'fastify' {
 }
 
 /** Everyone, when authentication is off: an operator with every scope. */
-const ANONYMOUS: Principal = { name: 'anonymous', tenant: ALL_TENANTS, scopes: new Set(SCOPES) };
+export const ANONYMOUS: Principal = { name: 'anonymous', tenant: ALL_TENANTS, scopes: new Set(SCOPES) };
 
 const TokenEntry = z
   .strictObject({

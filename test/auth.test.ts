@@ -239,3 +239,24 @@ t.test('DOCS_ENABLED=false: no Swagger UI and no OpenAPI document', async (t) =>
   }
   t.equal((await app.inject({ method: 'GET', url: '/v1/workflows' })).statusCode, 200);
 });
+
+t.test('RATE_LIMIT_MAX: per credential, 429 problem with Retry-After; off by default', async (t) => {
+  const { app } = await buildTestApp(t, { AUTH_TOKENS, RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' });
+  const get = (token: string) => app.inject({ method: 'GET', url: '/v1/workflows', headers: as(token) });
+  for (let i = 0; i < 3; i++) t.equal((await get(TOKENS.alice)).statusCode, 200);
+  const limited = await get(TOKENS.alice);
+  t.equal(limited.statusCode, 429);
+  t.equal(limited.headers['content-type'], 'application/problem+json; charset=utf-8');
+  t.equal(limited.headers['retry-after'], '60');
+  t.match(limited.json(), { status: 429, title: 'Too Many Requests', type: 'urn:workflow-state:problem:too-many-requests',
+    detail: /more than 3 requests in 60000 ms/ });
+  t.equal((await get(TOKENS.aliceReader)).statusCode, 200, 'another credential of the same tenant has its own count');
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200, 'probes are not limited');
+
+  const { app: unlimited } = await buildTestApp(t, { AUTH_TOKENS });
+  for (let i = 0; i < 5; i++) {
+    const res = await unlimited.inject({ method: 'GET', url: '/v1/workflows', headers: as(TOKENS.alice) });
+    t.equal(res.statusCode, 200);
+    t.equal(res.headers['x-ratelimit-limit'], undefined);
+  }
+});
