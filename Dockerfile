@@ -30,5 +30,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # DATABASE_URL must be set in a container: the embedded PostgreSQL default is for local runs.
+# HOST=0.0.0.0 needs a credential (AUTH_TOKENS, AUTH_TOKENS_FILE or AUTH_JWKS_URL): without one the
+# service refuses to start, naming the fix (README, "Security").
 # A memory cap is the operator's: NODE_OPTIONS=--max-old-space-size=<MB> (README, "Memory").
 CMD ["node", "dist/server.js"]
