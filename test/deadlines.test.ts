@@ -139,11 +139,34 @@ t.test('DATABASE_POOL_WAIT_MS: a write that finds no writer\'s place within it a
   const queued = await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) });
   t.equal(queued.statusCode, 503);
   t.equal(queued.headers['retry-after'], '1');
-  t.match(queued.json().detail, /No database connection became free within 200 ms \(DATABASE_POOL_WAIT_MS\)/);
+  t.match(queued.json().detail, /No database connection became free for a write within 200 ms \(DATABASE_POOL_WAIT_MS\)/);
   t.equal((await app.inject({ url: `/v1/workflows/${other}` })).json().status, 'running', 'a read goes on, and the 503 wrote nothing');
   t.equal(stuck.done, false);
 
   await holder.release();
   t.equal((await stuck.promise).statusCode, 200);
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) })).statusCode, 200);
+});
+
+t.test('a client that goes away: its waiting write is cancelled, and its place given back', async (t) => {
+  // One writer's place: if the abandoned write kept it, the next write could not run.
+  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '2', DATABASE_POOL_WAIT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '20000' });
+  const id = await createState(app);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${id}' FOR UPDATE`);
+
+  const gone = new AbortController();
+  const abandoned = fetch(`${base}/v1/workflows/${id}`, {
+    method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"status":"paused"}', signal: gone.signal,
+  }).catch((err: Error) => err.name);
+  await new Promise((r) => setTimeout(r, 300)); // the write waits on the lock
+  gone.abort();
+  t.equal(await abandoned, 'AbortError');
+  await new Promise((r) => setTimeout(r, 200));
+  await holder.release();
+  await new Promise((r) => setTimeout(r, 300)); // what was not cancelled would land now
+  t.equal((await app.inject({ url: `/v1/workflows/${id}` })).headers.etag, '"1"', 'the abandoned write did not land');
+  const next = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'failed' }) });
+  t.equal(next.statusCode, 200, 'the writer\'s place was given back');
 });

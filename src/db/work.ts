@@ -1,6 +1,6 @@
 /**
- * Bounds on a request's database work: admission to the pool (a bounded wait, and connections kept
- * for reads that writers stuck on a lock cannot take), and a deadline that cancels the request's
+ * Bounds on a request's database work: admission of writes to the pool (a bounded wait, and
+ * connections kept for reads that writes stuck on a lock cannot take), and a deadline that cancels the request's
  * statements, so that a request answered 503 for lack of time does not write later.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -37,6 +37,7 @@ const WORK = Symbol('work');
  */
 export class RequestWork {
   expired = false;
+  finished = false;
   private readonly queries = new Set<TrackedQuery>();
   private timer?: NodeJS.Timeout;
   /** Gives back the request's admission to the database. */
@@ -54,6 +55,7 @@ export class RequestWork {
 
   /** The request was answered (or abandoned): no deadline, no admission, nothing to cancel. */
   finish() {
+    this.finished = true;
     clearTimeout(this.timer);
     this.release?.();
     this.queries.clear();
@@ -97,102 +99,79 @@ export class RequestWork {
 /** The request work a tracked pool records into, if any: transactions record into it as well. */
 export const workOf = (db: Sql | TxSql): RequestWork | undefined => (db as unknown as { [WORK]?: RequestWork })[WORK];
 
-export type Access = 'read' | 'write';
-
-interface Waiter {
-  access: Access;
-  admit: () => void;
-}
-
 /**
- * Admission to the database: at most `max` requests at once (the pool's size, so an admitted
- * request finds a free connection and is never queued behind another's statement), of which at
- * most `maxWriters` write. Writes that wait on a row lock can then hold no more than their share
- * of the pool, and reads go on. A request waits at most `waitMs` to be admitted, then gets a 503.
+ * Admission of writes to the database: at most `max` at once, so that writes waiting on a row lock
+ * hold no more than their share of the pool and reads (which are not admitted, only pipelined by
+ * postgres.js onto the pool's connections) still find connections. A write waits at most `waitMs`
+ * for its place, then gets a 503.
  */
-export class Admission {
-  private active = 0;
+export class WriteAdmission {
   private writers = 0;
-  private readonly waiting: Waiter[] = [];
+  private readonly waiting: (() => void)[] = [];
 
-  constructor(readonly max: number, readonly maxWriters: number, readonly waitMs: number) {}
+  constructor(readonly max: number, readonly waitMs: number) {}
 
-  /** Admits a request; resolves with its release. */
-  async acquire(access: Access): Promise<() => void> {
-    // Whoever waits is not admissible (each release admits all who are), so a request that is goes first.
-    if (this.admissible(access)) return this.enter(access);
+  /** Admits a write; resolves with its release. */
+  async acquire(): Promise<() => void> {
+    if (this.writers < this.max) return this.enter();
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        access,
-        admit: () => {
-          clearTimeout(timer);
-          resolve(this.enter(access));
-        },
+      const admit = () => {
+        clearTimeout(timer);
+        resolve(this.enter());
       };
       const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(waiter), 1);
-        reject(unavailable(`No database connection became free within ${this.waitMs} ms (DATABASE_POOL_WAIT_MS); ` +
-          'retry shortly.'));
+        this.waiting.splice(this.waiting.indexOf(admit), 1);
+        reject(unavailable(`No database connection became free for a write within ${this.waitMs} ms ` +
+          '(DATABASE_POOL_WAIT_MS); retry shortly.'));
       }, this.waitMs);
-      this.waiting.push(waiter);
+      this.waiting.push(admit);
     });
   }
 
-  private admissible(access: Access) {
-    return this.active < this.max && (access === 'read' || this.writers < this.maxWriters);
-  }
-
-  private enter(access: Access): () => void {
-    this.active++;
-    if (access === 'write') this.writers++;
+  private enter(): () => void {
+    this.writers++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.active--;
-      if (access === 'write') this.writers--;
-      this.admitWaiting();
+      this.writers--;
+      this.waiting.shift()?.();
     };
-  }
-
-  /** Admits waiters in order; a read may pass writers that wait for a writer's place. */
-  private admitWaiting() {
-    for (let i = 0; i < this.waiting.length && this.active < this.max;) {
-      const w = this.waiting[i]!;
-      if (this.admissible(w.access)) {
-        this.waiting.splice(i, 1);
-        w.admit();
-      } else {
-        i++;
-      }
-    }
   }
 }
 
-/** Connections of a pool of `max` that writers may hold: a quarter (at least one) is kept for reads. */
+/** Connections of a pool of `max` that writes may hold: a quarter (at least one) is kept for reads. */
 export const writerShare = (max: number) => (max === 1 ? 1 : max - Math.max(1, Math.floor(max / 4)));
 
 /**
- * Gives every request of `app` (an encapsulated scope) its deadline and its admission to the
- * database, once it has arrived and was validated: GETs as reads, anything else as a write.
+ * Gives every request of `app` (an encapsulated scope) its deadline, and every write its admission
+ * to the database, once the request has arrived and was validated.
  */
 export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Config) {
-  const max = config.DATABASE_POOL_MAX;
-  const admission = new Admission(max, writerShare(max), config.DATABASE_POOL_WAIT_MS);
+  const writes = new WriteAdmission(writerShare(config.DATABASE_POOL_MAX), config.DATABASE_POOL_WAIT_MS);
   app.decorateRequest('db', null as unknown as Sql);
   app.decorateRequest('work', null);
   app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
     const work = new RequestWork(config.REQUEST_TIMEOUT_MS);
     req.work = work;
     req.db = work.track(sql);
+    // The connection closed before the answer was sent: the client is gone, and so is its work
+    // (a write it gave up on does not land later; its admission is given back now).
+    reply.raw.once('close', () => {
+      if (work.finished) return;
+      if (!reply.raw.writableFinished) work.expire();
+      work.finish();
+    });
     work.start(() => {
       if (reply.sent) return;
       req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
       void sendProblem(req, reply, deadlineExceeded(work.timeoutMs));
     });
-    work.release = await admission.acquire(req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    const release = await writes.acquire();
+    // A client that went away while the write waited has had its request finished already.
+    if (work.finished) release();
+    else work.release = release;
   });
-  const finish = async (req: FastifyRequest) => req.work?.finish();
-  app.addHook('onResponse', finish);
-  app.addHook('onRequestAbort', finish);
+  app.addHook('onResponse', async (req: FastifyRequest) => req.work?.finish());
 }

@@ -22,17 +22,21 @@ const HealthDetails = Readiness.extend({
 }).meta({ id: 'HealthDetails' });
 
 /**
- * One bounded statement: the schema version, and a row of the state table, so that a lock on the
- * table (a LOCK TABLE, a long migration) fails readiness. Cancelled when it takes too long.
+ * One bounded probe: the schema version, and a row of the state table, so that a lock on the table
+ * (a LOCK TABLE, a long migration) fails readiness. Cancelled when it takes too long, and given up
+ * a second later even if PostgreSQL does not answer the cancel (a frozen server, a partition).
  */
 async function probeDatabase(sql: Sql): Promise<number> {
   const work = new RequestWork(CHECK_TIMEOUT_MS);
-  work.start(() => {});
-  try {
-    const db = work.track(sql);
+  const silence = new Promise<never>((_, reject) => work.start(() => reject(new Error('no answer'))));
+  const db = work.track(sql);
+  const probe = async () => {
     const applied = await appliedSchemaVersion(db);
     if (applied > 0) await db`SELECT 1 FROM workflow_states LIMIT 1`;
     return applied;
+  };
+  try {
+    return await Promise.race([probe(), silence]);
   } catch (err) {
     throw work.expired ? new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`) : err;
   } finally {

