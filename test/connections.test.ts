@@ -163,7 +163,7 @@ t.test('security headers', async (t) => {
   const expectApiHeaders = (t: Test, res: LightMyRequestResponse) => {
     t.equal(res.headers['x-content-type-options'], 'nosniff');
     t.equal(res.headers['content-security-policy'], API_CSP);
-    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
+    t.equal(res.headers['x-frame-options'], 'DENY');
     t.equal(res.headers['referrer-policy'], 'no-referrer');
     t.equal(res.headers['cross-origin-resource-policy'], 'same-origin');
     t.notOk(res.headers['strict-transport-security'], 'no HSTS: TLS ends in front of the service');

@@ -1,7 +1,7 @@
 /**
  * Bounds on a request's database work: admission of writes to the pool (a bounded wait, and
- * connections kept for reads that writes stuck on a lock cannot take), and a deadline that cancels the request's
- * statements, so that a request answered 503 for lack of time does not write later.
+ * connections kept for reads that writes stuck on a lock cannot take), and a deadline that cancels
+ * the request's statements, so that a request answered 503 for lack of time does not write later.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
@@ -45,11 +45,11 @@ export class RequestWork {
 
   constructor(readonly timeoutMs: number) {}
 
-  /** Starts the deadline; `overdue` runs if the request is still unanswered a grace period after it. */
-  start(overdue: () => void) {
+  /** Starts the deadline; `overdue` runs if the request is still unanswered `graceMs` after it. */
+  start(overdue: () => void, graceMs = OVERDUE_GRACE_MS) {
     this.timer = setTimeout(() => {
       this.expire();
-      this.timer = setTimeout(overdue, OVERDUE_GRACE_MS);
+      this.timer = setTimeout(overdue, graceMs);
     }, this.timeoutMs);
   }
 
@@ -154,7 +154,11 @@ export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Conf
   app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
     const work = new RequestWork(config.REQUEST_TIMEOUT_MS);
     req.work = work;
-    req.db = work.track(sql);
+    const read = req.method === 'GET' || req.method === 'HEAD';
+    // A read past its deadline writes nothing when it ends later, so its statements are not
+    // recorded (a proxy of the pool costs a GET a quarter of its throughput: docs/performance.md);
+    // statement_timeout bounds them. A write's are, to be cancelled.
+    req.db = read ? sql : work.track(sql);
     // The connection closed before the answer was sent: the client is gone, and so is its work
     // (a write it gave up on does not land later; its admission is given back now).
     reply.raw.once('close', () => {
@@ -162,12 +166,14 @@ export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Conf
       if (!reply.raw.writableFinished) work.expire();
       work.finish();
     });
+    // A read is answered 503 at its deadline; a write once its cancelled statements ended (the
+    // handler's error), or a grace period later when they did not.
     work.start(() => {
       if (reply.sent) return;
-      req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
+      if (!read) req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
       void sendProblem(req, reply, deadlineExceeded(work.timeoutMs));
-    });
-    if (req.method === 'GET' || req.method === 'HEAD') return;
+    }, read ? 0 : OVERDUE_GRACE_MS);
+    if (read) return;
     const release = await writes.acquire();
     // A client that went away while the write waited has had its request finished already.
     if (work.finished) release();
