@@ -25,7 +25,10 @@ import { problemResponses } from './schemas/common.js';
 import { SERVICE_VERSION } from './version.js';
 
 export interface AppDeps {
+  /** The pool of reads (and of migrations, at boot). */
   sql: Sql;
+  /** The pool of writes, so writes waiting on a locked row never hold the connections of reads (default: sql). */
+  writeSql?: Sql;
   /** A pool of its own for health probes, so a busy main pool does not fail readiness (default: sql). */
   probeSql?: Sql;
   /** The schema version this build migrates to; readiness requires the database to have it. */
@@ -201,7 +204,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
           `(RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_MS); retry in ${ctx.after}.`),
       });
     }
-    registerRequestWork(v1, deps.sql, config);
+    registerRequestWork(v1, { read: deps.sql, write: deps.writeSql ?? deps.sql }, config);
     v1.addHook('onRoute', (route) => {
       route.schema = {
         ...route.schema,

@@ -47,7 +47,6 @@ export const configSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(10_000, 0, 3_600_000),
   DATABASE_LOCK_TIMEOUT_MS: intFromEnv(2_000, 0, 3_600_000),
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: intFromEnv(30_000, 0, 3_600_000),
-  DATABASE_POOL_WAIT_MS: intFromEnv(5_000, 1, 600_000),
   DATABASE_CONNECT_TIMEOUT_S: intFromEnv(60, 0, 3600),
 
   // Bounded work.

@@ -52,7 +52,9 @@ async function main() {
 
   const settings = sessionTimeouts(config);
   const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, settings });
+  const writeSql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes', settings });
   const probeSql = createSql(databaseUrl, { max: 1, applicationName: 'workflow-state-service/health', settings });
+  const pools = [sql, writeSql, probeSql];
   const migrations = await loadMigrations();
   try {
     await waitForDatabase(sql, config.DATABASE_CONNECT_TIMEOUT_S, logger);
@@ -62,12 +64,12 @@ async function main() {
     // A cause the operator can fix is one line naming the fix; anything else is a bug, with its stack.
     if (err instanceof MigrationError || err instanceof DatabaseUnreachable) logger.fatal(err.message);
     else logger.fatal({ err }, 'migrations failed');
-    await Promise.all([sql.end({ timeout: 1 }), probeSql.end({ timeout: 1 })]);
+    await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
     await embedded?.stop();
     process.exit(1);
   }
 
-  const app = await buildApp(config, { sql, probeSql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
+  const app = await buildApp(config, { sql, writeSql, probeSql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
   await app.listen({ port: config.PORT, host: config.HOST });
 
   let stopping = false;
@@ -78,7 +80,7 @@ async function main() {
     logger.info({ signal }, 'draining: readiness now 503, finishing in-flight requests');
     await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
     await app.close(); // waits for in-flight requests
-    await Promise.all([sql.end({ timeout: 5 }), probeSql.end({ timeout: 1 })]);
+    await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
     await embedded?.stop();
     logger.info('stopped');
     process.exit(0);

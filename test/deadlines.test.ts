@@ -44,8 +44,9 @@ function track<T>(p: Promise<T>) {
 }
 
 t.test('a row held locked by another client: writers to it wait, unrelated reads and health do not', async (t) => {
-  // 8 connections, 6 of them for writers: 12 writes to the locked state cannot take the reads' share.
-  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '8', DATABASE_LOCK_TIMEOUT_MS: '20000' });
+  // Writes have a pool of their own: 12 writes stuck on the locked row, more than its 4 connections,
+  // hold none of the connections reads use.
+  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '4', DATABASE_LOCK_TIMEOUT_MS: '20000' });
   const locked = await createState(app);
   const other = await createState(app);
   const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${locked}' FOR UPDATE`);
@@ -110,7 +111,7 @@ t.test('REQUEST_TIMEOUT_MS: a write past its deadline answers 503 and does not l
   }
   const waiting = await sql`
     SELECT count(*)::int AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'workflow-state-service'`;
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name LIKE 'workflow-state-service%'`;
   t.equal(waiting[0]!.n, 0, 'no statement of theirs still waits in PostgreSQL');
 
   await holder.release();
@@ -125,32 +126,8 @@ t.test('REQUEST_TIMEOUT_MS: a write past its deadline answers 503 and does not l
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'paused' }) })).statusCode, 200);
 });
 
-t.test('DATABASE_POOL_WAIT_MS: a write that finds no writer\'s place within it answers 503; reads still go', async (t) => {
-  // Two connections: one for writers, one kept for reads.
-  const { app, url } = await buildTestApp(t, {
-    DATABASE_POOL_MAX: '2', DATABASE_POOL_WAIT_MS: '200', DATABASE_LOCK_TIMEOUT_MS: '20000',
-  });
-  const locked = await createState(app);
-  const other = await createState(app);
-  const holder = await holdLock(t, url, `SELECT 1 FROM workflow_states WHERE id = '${locked}' FOR UPDATE`);
-
-  const stuck = track(app.inject({ method: 'PATCH', url: `/v1/workflows/${locked}`, ...json({ status: 'paused' }) }));
-  await new Promise((r) => setTimeout(r, 100));
-  const queued = await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) });
-  t.equal(queued.statusCode, 503);
-  t.equal(queued.headers['retry-after'], '1');
-  t.match(queued.json().detail, /No database connection became free for a write within 200 ms \(DATABASE_POOL_WAIT_MS\)/);
-  t.equal((await app.inject({ url: `/v1/workflows/${other}` })).json().status, 'running', 'a read goes on, and the 503 wrote nothing');
-  t.equal(stuck.done, false);
-
-  await holder.release();
-  t.equal((await stuck.promise).statusCode, 200);
-  t.equal((await app.inject({ method: 'PATCH', url: `/v1/workflows/${other}`, ...json({ status: 'paused' }) })).statusCode, 200);
-});
-
-t.test('a client that goes away: its waiting write is cancelled, and its place given back', async (t) => {
-  // One writer's place: if the abandoned write kept it, the next write could not run.
-  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '2', DATABASE_POOL_WAIT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '20000' });
+t.test('a client that goes away: its waiting write is cancelled and does not land', async (t) => {
+  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '1', DATABASE_LOCK_TIMEOUT_MS: '20000' });
   const id = await createState(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -168,5 +145,5 @@ t.test('a client that goes away: its waiting write is cancelled, and its place g
   await new Promise((r) => setTimeout(r, 300)); // what was not cancelled would land now
   t.equal((await app.inject({ url: `/v1/workflows/${id}` })).headers.etag, '"1"', 'the abandoned write did not land');
   const next = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'failed' }) });
-  t.equal(next.statusCode, 200, 'the writer\'s place was given back');
+  t.equal(next.statusCode, 200, 'the write pool\'s one connection serves the next write');
 });

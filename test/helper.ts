@@ -66,10 +66,13 @@ export async function buildTestApp(
   const sql = createSql(url, { max: config.DATABASE_POOL_MAX, settings: sessionTimeouts(config) });
   const migrations = await loadMigrations();
   await migrate(sql, migrations);
-  const app = await buildApp(config, { sql, schemaVersion: migrations.at(-1)!.version });
+  // Writes on a pool of their own, as server.ts makes them.
+  const writeSql = createSql(url, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes',
+    settings: sessionTimeouts(config) });
+  const app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version });
   t.teardown(async () => {
     await app.close();
-    await sql.end({ timeout: 5 });
+    await Promise.all([sql.end({ timeout: 5 }), writeSql.end({ timeout: 5 })]);
   });
   return { app, sql, url, config };
 }

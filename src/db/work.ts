@@ -1,11 +1,11 @@
 /**
- * Bounds on a request's database work: admission of writes to the pool (a bounded wait, and
- * connections kept for reads that writes stuck on a lock cannot take), and a deadline that cancels
- * the request's statements, so that a request answered 503 for lack of time does not write later.
+ * Bounds on a request's database work: a pool for reads and one for writes (so writes stuck on a
+ * lock cannot take the connections reads need), and a deadline that cancels the request's
+ * statements, so that a request answered 503 for lack of time does not write later.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { deadlineExceeded, sendProblem, unavailable } from '../errors.js';
+import { deadlineExceeded, sendProblem } from '../errors.js';
 import type { Sql, TxSql } from './client.js';
 
 declare module 'fastify' {
@@ -40,8 +40,6 @@ export class RequestWork {
   finished = false;
   private readonly queries = new Set<TrackedQuery>();
   private timer?: NodeJS.Timeout;
-  /** Gives back the request's admission to the database. */
-  release?: () => void;
 
   constructor(readonly timeoutMs: number) {}
 
@@ -53,11 +51,10 @@ export class RequestWork {
     }, this.timeoutMs);
   }
 
-  /** The request was answered (or abandoned): no deadline, no admission, nothing to cancel. */
+  /** The request was answered (or abandoned): no deadline, nothing to cancel. */
   finish() {
     this.finished = true;
     clearTimeout(this.timer);
-    this.release?.();
     this.queries.clear();
   }
 
@@ -100,67 +97,23 @@ export class RequestWork {
 export const workOf = (db: Sql | TxSql): RequestWork | undefined => (db as unknown as { [WORK]?: RequestWork })[WORK];
 
 /**
- * Admission of writes to the database: at most `max` at once, so that writes waiting on a row lock
- * hold no more than their share of the pool and reads (which are not admitted, only pipelined by
- * postgres.js onto the pool's connections) still find connections. A write waits at most `waitMs`
- * for its place, then gets a 503.
+ * Gives every request of `app` (an encapsulated scope) its deadline once it has arrived and was
+ * validated, and its pool: reads use `pools.read`, writes `pools.write`, so writes waiting on a
+ * locked row never hold (or sit in front of) the connections reads use.
  */
-export class WriteAdmission {
-  private writers = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(readonly max: number, readonly waitMs: number) {}
-
-  /** Admits a write; resolves with its release. */
-  async acquire(): Promise<() => void> {
-    if (this.writers < this.max) return this.enter();
-    return new Promise((resolve, reject) => {
-      const admit = () => {
-        clearTimeout(timer);
-        resolve(this.enter());
-      };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(admit), 1);
-        reject(unavailable(`No database connection became free for a write within ${this.waitMs} ms ` +
-          '(DATABASE_POOL_WAIT_MS); retry shortly.'));
-      }, this.waitMs);
-      this.waiting.push(admit);
-    });
-  }
-
-  private enter(): () => void {
-    this.writers++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.writers--;
-      this.waiting.shift()?.();
-    };
-  }
-}
-
-/** Connections of a pool of `max` that writes may hold: a quarter (at least one) is kept for reads. */
-export const writerShare = (max: number) => (max === 1 ? 1 : max - Math.max(1, Math.floor(max / 4)));
-
-/**
- * Gives every request of `app` (an encapsulated scope) its deadline, and every write its admission
- * to the database, once the request has arrived and was validated.
- */
-export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Config) {
-  const writes = new WriteAdmission(writerShare(config.DATABASE_POOL_MAX), config.DATABASE_POOL_WAIT_MS);
+export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; write: Sql }, config: Config) {
   app.decorateRequest('db', null as unknown as Sql);
   app.decorateRequest('work', null);
-  app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
+  app.addHook('preHandler', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const work = new RequestWork(config.REQUEST_TIMEOUT_MS);
     req.work = work;
     const read = req.method === 'GET' || req.method === 'HEAD';
     // A read past its deadline writes nothing when it ends later, so its statements are not
     // recorded (a proxy of the pool costs a GET a quarter of its throughput: docs/performance.md);
     // statement_timeout bounds them. A write's are, to be cancelled.
-    req.db = read ? sql : work.track(sql);
+    req.db = read ? pools.read : work.track(pools.write);
     // The connection closed before the answer was sent: the client is gone, and so is its work
-    // (a write it gave up on does not land later; its admission is given back now).
+    // (a write it gave up on does not land later).
     reply.raw.once('close', () => {
       if (work.finished) return;
       if (!reply.raw.writableFinished) work.expire();
@@ -173,11 +126,7 @@ export function registerRequestWork(app: FastifyInstance, sql: Sql, config: Conf
       if (!read) req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
       void sendProblem(req, reply, deadlineExceeded(work.timeoutMs));
     }, read ? 0 : OVERDUE_GRACE_MS);
-    if (read) return;
-    const release = await writes.acquire();
-    // A client that went away while the write waited has had its request finished already.
-    if (work.finished) release();
-    else work.release = release;
+    done();
   });
   app.addHook('onResponse', async (req: FastifyRequest) => req.work?.finish());
 }
