@@ -11,7 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { ANONYMOUS, registerAuth } from './auth.js';
 import type { Config } from './config.js';
-import { answerConnect, httpServerOptions, registerRequestLineChecks } from './connections.js';
+import { answerConnect, httpServerOptions, requestLineProblem } from './connections.js';
 import type { Sql } from './db/client.js';
 import { registerRequestWork } from './db/work.js';
 import { badRequest, HttpProblem, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
@@ -125,7 +125,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id).headers(SECURITY_HEADERS);
-    done();
+    done(requestLineProblem(req));
   });
   registerJsonBody(app);
   registerErrorHandling(app);
@@ -143,7 +143,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       strictPreflight: false,
     });
   }
-  registerRequestLineChecks(app);
 
   await app.register(fastifySwagger, {
     openapi: {

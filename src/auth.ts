@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { z } from 'zod';
 import { type Config, ConfigError } from './config.js';
@@ -41,10 +41,14 @@ declare module 'fastify' {
 /** Everyone, when authentication is off: an operator with every scope. */
 export const ANONYMOUS: Principal = { name: 'anonymous', tenant: ALL_TENANTS, scopes: new Set(SCOPES) };
 
+const TOKEN68 = /^[\w.~+/-]+=*$/;
+
 const TokenEntry = z
   .strictObject({
     token_sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits').optional(),
-    token: z.string().min(1).optional().meta({ description: 'The token in plain text, for local use.' }),
+    // What an Authorization: Bearer header can carry (RFC 6750's b64token).
+    token: z.string().regex(TOKEN68, 'must be letters, digits, -._~+/ and = at the end').optional()
+      .meta({ description: 'The token in plain text, for local use.' }),
     tenant: z.string().min(1).max(255),
     scopes: z.array(z.enum(SCOPES)).min(1),
     name: z.string().min(1).max(255),
@@ -178,14 +182,18 @@ export const requiredScope = (method: string, declared?: Scope): Scope =>
 export function registerAuth(app: FastifyInstance, config: Config) {
   const authenticate = config.AUTH_DISABLED || !credentialsConfigured(config) ? undefined : createAuthenticator(config);
   app.decorateRequest('principal', null as unknown as Principal);
-  app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (!authenticate) {
+  if (!authenticate) {
+    app.addHook('onRequest', (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
       req.principal = ANONYMOUS;
-      return;
-    }
+      done();
+    });
+    return;
+  }
+  app.addHook('onRequest', async (req: FastifyRequest) => {
     const header = req.headers.authorization;
-    const m = header === undefined ? null : /^Bearer +([\w.~+/-]+=*) *$/i.exec(header);
+    const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
     if (!m) throw unauthorized('Send a bearer token: Authorization: Bearer <token>.');
+    if (!TOKEN68.test(m[1]!)) throw unauthorized('The bearer token is not valid.', 'invalid_token');
     const principal = await authenticate(m[1]!);
     if (!principal) throw unauthorized('The bearer token is not valid.', 'invalid_token');
     const scope = requiredScope(req.method, req.routeOptions.config.scope);

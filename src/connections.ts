@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ConnectionError, FastifyHttpOptions, FastifyInstance } from 'fastify';
+import type { ConnectionError, FastifyHttpOptions, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import { badRequest, HttpProblem, rawProblemAnswer } from './errors.js';
 
@@ -97,17 +97,12 @@ function badlyEncodedQuery(query: string): string | undefined {
  * check (FST_ERR_BAD_URL, answered by frameworkErrors). A query parser cannot refuse instead:
  * fastify calls it inside the router, where a throw escapes as an uncaught exception.
  */
-export function registerRequestLineChecks(app: FastifyInstance) {
-  app.addHook('onRequest', (req, _reply, done) => {
-    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
-      return done(badRequest('An HTTP/1.1 request must carry a Host header.', [{ path: 'headers.host', message: 'required' }]));
-    }
-    const q = req.url.indexOf('?');
-    const bad = q === -1 ? undefined : badlyEncodedQuery(req.url.slice(q + 1));
-    if (bad) {
-      return done(badRequest(`Invalid query: ${bad} is not valid percent-encoded UTF-8.`,
-        [{ path: bad, message: 'invalid percent-encoding' }]));
-    }
-    done();
-  });
+export function requestLineProblem(req: FastifyRequest): HttpProblem | undefined {
+  if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+    return badRequest('An HTTP/1.1 request must carry a Host header.', [{ path: 'headers.host', message: 'required' }]);
+  }
+  const q = req.url.indexOf('?');
+  const bad = q === -1 ? undefined : badlyEncodedQuery(req.url.slice(q + 1));
+  return bad === undefined ? undefined
+    : badRequest(`Invalid query: ${bad} is not valid percent-encoded UTF-8.`, [{ path: bad, message: 'invalid percent-encoding' }]);
 }

@@ -44,6 +44,7 @@ t.test('configuration: token lists are checked at start, and credentials are req
   await bad({ AUTH_TOKENS: '[{"tenant":"a","scopes":["read"],"name":"n"}]' }, /give exactly one of token, token_sha256/);
   await bad({ AUTH_TOKENS: '[{"token_sha256":"abc","tenant":"a","scopes":["read"],"name":"n"}]' }, /token_sha256.*64 hex digits/);
   await bad({ AUTH_TOKENS: '[{"token":"x","tenant":"a","scopes":["root"],"name":"n"}]' }, /AUTH_TOKENS\[0\.scopes\.0\]/);
+  await bad({ AUTH_TOKENS: '[{"token":"has space","tenant":"a","scopes":["read"],"name":"n"}]' }, /AUTH_TOKENS\[0\.token\]: must be letters/);
   await bad({ AUTH_TOKENS_FILE: '/nonexistent/tokens.json' }, /AUTH_TOKENS_FILE: cannot read \/nonexistent\/tokens\.json \(ENOENT\)/);
   await bad({ AUTH_TOKENS, AUTH_TOKENS_FILE: '/x' }, /set one, not both/);
 });

@@ -112,13 +112,15 @@ export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; wr
     // recorded (a proxy of the pool costs a GET a quarter of its throughput: docs/performance.md);
     // statement_timeout bounds them. A write's are, to be cancelled.
     req.db = read ? pools.read : work.track(pools.write);
-    // The connection closed before the answer was sent: the client is gone, and so is its work
-    // (a write it gave up on does not land later).
-    reply.raw.once('close', () => {
-      if (work.finished) return;
-      if (!reply.raw.writableFinished) work.expire();
-      work.finish();
-    });
+    // The connection closed before the answer was sent: the client is gone, and so is its write's
+    // work (it does not land later). A read has nothing to undo.
+    if (!read) {
+      reply.raw.once('close', () => {
+        if (work.finished) return;
+        if (!reply.raw.writableFinished) work.expire();
+        work.finish();
+      });
+    }
     // A read is answered 503 at its deadline; a write once its cancelled statements ended (the
     // handler's error), or a grace period later when they did not.
     work.start(() => {
@@ -128,5 +130,8 @@ export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; wr
     }, read ? 0 : OVERDUE_GRACE_MS);
     done();
   });
-  app.addHook('onResponse', async (req: FastifyRequest) => req.work?.finish());
+  app.addHook('onResponse', (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+    req.work?.finish();
+    done();
+  });
 }
