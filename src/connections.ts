@@ -43,7 +43,7 @@ export function httpServerOptions(config: Config): FastifyHttpOptions<Server> {
       headersTimeout: config.HEADERS_TIMEOUT_MS,
       requestTimeout: config.REQUEST_BODY_TIMEOUT_MS,
       connectionsCheckingInterval: Math.min(1000, Math.ceil(config.HEADERS_TIMEOUT_MS / 4)),
-      // Node answers a missing Host with a bare 400; registerRequestLineChecks answers a problem.
+      // Node answers a missing Host with a bare 400; requestLineProblem answers a problem.
       requireHostHeader: false,
     },
     // Parser errors, timeouts, oversized headers and unknown methods never become requests.

@@ -31,7 +31,7 @@ function parseStatusFilter(raw: string | undefined): string[] | undefined {
   return [...out];
 }
 
-export const failure = (reason: workflows.Refusal, id: string) =>
+const failure = (reason: workflows.Refusal, id: string) =>
   reason === 'precondition'
     ? preconditionFailed(`Workflow state ${id} is not at the version the request requires.`)
     : reason === 'taken'
