@@ -160,3 +160,10 @@ t.test('configuration is parsed once and fails fast naming the variable', async 
   t.equal(await server.exited, 1);
   t.match(server.output(), /Invalid configuration:\s+CHECKPOINT_RETENTION/);
 });
+
+t.test('bound beyond loopback without a credential, the service refuses to start and names the fix', async (t) => {
+  const server = startServer({ HOST: '0.0.0.0', AUTH_TOKENS: '', AUTH_DISABLED: '' }, await freePort());
+  t.equal(await server.exited, 1);
+  t.match(server.output(), /HOST: 0\.0\.0\.0 is reachable from a network and no credential is configured; set AUTH_TOKENS/);
+  t.notMatch(server.output(), /    at /, 'no stack trace');
+});
