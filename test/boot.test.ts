@@ -1,33 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
 import { freshDatabase } from './helper.js';
 import { freePort } from './support/database.js';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-interface Server {
-  proc: ChildProcess;
-  port: number;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startServer(env: Record<string, string>, port: number): Server {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return { proc, port, output: () => out, exited };
-}
+import { type Server, startServer } from './support/server.js';
 
 /** Polls until the server answers ready; the bound is generous, it is not a timing assertion. */
 async function waitReady(s: Server, boundMs = 60_000): Promise<number> {

@@ -3,46 +3,15 @@
  * is down, serving again within 2 s once it is back, and at boot a bounded wait for it.
  * Each test runs its own embedded cluster, so it can stop and start it on the same port and data.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
 import { freePort } from './support/database.js';
+import { type Server, startServer } from './support/server.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Server {
-  proc: ChildProcess;
-  base: string;
-  output: () => string;
-  /** The JSON lines the process logged. */
-  logLines: () => Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function startServer(env: Record<string, string>, port: number): Server {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  const logLines = () => out.split('\n').flatMap((l) => {
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
-  return { proc, base: `http://127.0.0.1:${port}`, output: () => out, logLines, exited };
-}
 
 /** SIGTERM, then SIGKILL if it has not drained in time. */
 async function stopServer(s: Server) {
