@@ -1,7 +1,7 @@
 import type { Sql, TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
 import { type Tenant, tenantIs } from './conditions.js';
-import { type Page, pageOf } from './workflows.js';
+import { type Page, pageOf } from './pages.js';
 import { type CheckpointFields, checkpointFields, renderCheckpoint } from './render.js';
 
 type Db = Sql | TxSql;
