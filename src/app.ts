@@ -9,7 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
 } from 'fastify-type-provider-zod';
-import { ANONYMOUS, registerAuth } from './auth.js';
+import { ANONYMOUS, type Authenticate, authenticatorFor, registerAuth } from './auth.js';
 import type { Config } from './config.js';
 import { answerConnect, httpServerOptions, requestLineProblem } from './connections.js';
 import type { Sql } from './db/client.js';
@@ -33,6 +33,8 @@ export interface AppDeps {
   probeSql?: Sql;
   /** The schema version this build migrates to; readiness requires the database to have it. */
   schemaVersion: number;
+  /** The configured credentials' authenticator (authenticatorFor), made once at start (default: from config). */
+  authenticate?: Authenticate;
   /** A pino logger (the server's), or true/false for fastify's own. */
   logger?: FastifyBaseLogger | boolean;
 }
@@ -190,7 +192,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   if (config.DOCS_ENABLED) await app.register(docsRoutes);
   // The API: every route needs a credential (when credentials are configured) with the route's scope.
   await app.register(async (v1) => {
-    registerAuth(v1, config);
+    registerAuth(v1, deps.authenticate ?? authenticatorFor(config));
     // Per credential (per address when authentication is off), before the body is read.
     if (config.RATE_LIMIT_MAX > 0) {
       await v1.register(fastifyRateLimit, {

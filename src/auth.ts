@@ -131,7 +131,14 @@ const scopesOf = (claim: unknown): Scope[] => {
 /** Finds the principal of a bearer token, or undefined when no credential has it. */
 export type Authenticate = (token: string) => Promise<Principal | undefined>;
 
-export function createAuthenticator(c: Config): Authenticate {
+/**
+ * The authenticator of the configured credentials, or undefined when the service serves without
+ * (none configured, or AUTH_DISABLED). A bad token list is a ConfigError, thrown at start.
+ */
+export const authenticatorFor = (c: Config): Authenticate | undefined =>
+  c.AUTH_DISABLED || !credentialsConfigured(c) ? undefined : createAuthenticator(c);
+
+function createAuthenticator(c: Config): Authenticate {
   const tokens = loadTokens(c);
   const jwks = c.AUTH_JWKS_URL === undefined ? undefined : createRemoteJWKSet(new URL(c.AUTH_JWKS_URL));
 
@@ -179,8 +186,7 @@ export const requiredScope = (method: string, declared?: Scope): Scope =>
  * Authenticates every request of the routes registered in `app` (an encapsulated scope) and checks
  * the route's scope: 401 without a valid credential, 403 without the scope.
  */
-export function registerAuth(app: FastifyInstance, config: Config) {
-  const authenticate = config.AUTH_DISABLED || !credentialsConfigured(config) ? undefined : createAuthenticator(config);
+export function registerAuth(app: FastifyInstance, authenticate: Authenticate | undefined) {
   app.decorateRequest('principal', null as unknown as Principal);
   if (!authenticate) {
     app.addHook('onRequest', (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
-import { checkExposure } from './auth.js';
+import { authenticatorFor, checkExposure } from './auth.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createSql, sessionTimeouts, type Sql } from './db/client.js';
 import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
@@ -15,9 +15,12 @@ const DRAIN_NOTICE_MS = 1000;
 async function main() {
   let config;
   let exposure;
+  let authenticate;
   try {
     config = loadConfig();
     exposure = checkExposure(config);
+    // Before anything starts: a bad token list stops the process with the entry and field it names.
+    authenticate = authenticatorFor(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -69,7 +72,7 @@ async function main() {
     process.exit(1);
   }
 
-  const app = await buildApp(config, { sql, writeSql, probeSql, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
+  const app = await buildApp(config, { sql, writeSql, probeSql, authenticate, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
   await app.listen({ port: config.PORT, host: config.HOST });
 
   let stopping = false;

@@ -138,6 +138,14 @@ t.test('configuration is parsed once and fails fast naming the variable', async 
   t.match(server.output(), /Invalid configuration:\s+CHECKPOINT_RETENTION/);
 });
 
+t.test('a bad token list stops the process before the database starts, naming the entry', async (t) => {
+  const server = startServer({ AUTH_TOKENS: '[{"token":"x","tenant":"a","scopes":["root"],"name":"n"}]' }, await freePort());
+  t.equal(await server.exited, 1);
+  t.match(server.output(), /Invalid configuration:\s+AUTH_TOKENS\[0\.scopes\.0\]/);
+  t.notMatch(server.output(), /    at /, 'no stack trace');
+  t.notMatch(server.output(), /embedded PostgreSQL/, 'nothing was started');
+});
+
 t.test('bound beyond loopback without a credential, the service refuses to start and names the fix', async (t) => {
   const server = startServer({ HOST: '0.0.0.0', AUTH_TOKENS: '', AUTH_DISABLED: '' }, await freePort());
   t.equal(await server.exited, 1);

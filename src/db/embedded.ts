@@ -36,6 +36,8 @@ const OS_USER = 'postgres';
 const SUPERUSER = 'postgres';
 /** As root, where the binaries are copied when the OS user cannot read them where npm put them. */
 export const BINARY_CACHE = '/var/cache/workflow-state-service';
+/** How long a starting PostgreSQL may take to accept connections (crash recovery included). */
+const READY_TIMEOUT_S = 120;
 const OR_YOUR_OWN = 'or DATABASE_URL to use a PostgreSQL of your own';
 
 interface Binaries { initdb: string; postgres: string }
@@ -214,15 +216,24 @@ async function startServer(bin: Binaries, dataDir: string, port: number, runAs?:
   let log = '';
   await new Promise<void>((ready, failed) => {
     const fail = (reason: string) => {
+      clearTimeout(slow);
       process.off('exit', killOnExit);
       failed(new EmbeddedPostgresError(`Embedded PostgreSQL did not start on port ${port} with data in ${dataDir} ` +
         `(${reason}): set EMBEDDED_PG_PORT if the port is taken, EMBEDDED_PG_DIR if the directory is, ${OR_YOUR_OWN}.`));
     };
+    // Recovery after a crash can take a while, but not forever.
+    const slow = setTimeout(() => {
+      proc.kill('SIGINT');
+      fail(`not ready within ${READY_TIMEOUT_S} s`);
+    }, READY_TIMEOUT_S * 1000);
     proc.stderr!.on('data', (chunk: Buffer) => {
       const text = chunk.toString('utf8');
       text.split('\n').filter(Boolean).forEach((line) => onLog?.(line));
       log = (log + text).slice(-8000); // the ready line may span two chunks
-      if (log.includes('database system is ready to accept connections')) ready();
+      if (log.includes('database system is ready to accept connections')) {
+        clearTimeout(slow);
+        ready();
+      }
     });
     proc.once('error', (err) => fail(err.message));
     void exited.then(() => fail( // a no-op once ready

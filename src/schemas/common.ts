@@ -112,7 +112,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   415: 'Body is not JSON',
   422: 'The checkpoint\'s snapshot is not a workflow state',
   429: 'Too many requests for this credential; retry after Retry-After seconds',
-  503: 'Database unavailable or too slow (REQUEST_TIMEOUT_MS passed, a lock or a place in the pool not had in time), or the request kept colliding with concurrent ones; nothing was written. Retry after Retry-After seconds',
+  503: 'Database unavailable or too slow (REQUEST_TIMEOUT_MS passed, or a statement or lock wait took too long), or the request kept colliding with concurrent ones; nothing was written. Retry after Retry-After seconds',
 };
 
 /** Problem responses a route can give besides its own, as application/problem+json. */
