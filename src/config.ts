@@ -53,6 +53,21 @@ export const configSchema = z.object({
   LIST_MAX_BYTES: intFromEnv(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   RATE_LIMIT_MAX: intFromEnv(0, 0, 1_000_000_000),
   RATE_LIMIT_WINDOW_MS: intFromEnv(60_000, 1, 86_400_000),
+
+  // PostgreSQL behind a transaction-mode pooler (PgBouncer): no named prepared statements, and no
+  // session settings sent at connect time (the pooler refuses them); set the timeouts on the role.
+  DATABASE_PREPARE: boolFromEnv(true),
+
+  // Shutdown: on SIGTERM readiness answers 503 for this long while requests are still served, so
+  // load balancers (a Kubernetes endpoint update) stop routing here before the listener closes.
+  SHUTDOWN_DRAIN_S: intFromEnv(5, 0, 3600),
+
+  // Operations: Prometheus metrics at /metrics, open unless METRICS_AUTH requires the `metrics` scope.
+  METRICS_ENABLED: boolFromEnv(true),
+  METRICS_AUTH: boolFromEnv(false),
+  // Traces: OpenTelemetry over OTLP/HTTP when an endpoint is set; nothing starts otherwise.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('workflow-state-service'),
 }).refine((c) => c.HEADERS_TIMEOUT_MS <= c.REQUEST_BODY_TIMEOUT_MS, {
   // Node refuses a headers timeout longer than the request's: the headers are part of the request.
   path: ['HEADERS_TIMEOUT_MS'],

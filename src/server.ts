@@ -9,9 +9,6 @@ import { fromDatabaseError } from './errors.js';
 import { createLogger } from './logger.js';
 import type { Logger } from 'pino';
 
-/** How long /health/ready answers 503 before the listener closes, so load balancers stop routing. */
-const DRAIN_NOTICE_MS = 1000;
-
 async function main() {
   let config;
   let exposure;
@@ -54,9 +51,10 @@ async function main() {
   }
 
   const settings = sessionTimeouts(config);
-  const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, settings });
-  const writeSql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes', settings });
-  const probeSql = createSql(databaseUrl, { max: 1, applicationName: 'workflow-state-service/health', settings });
+  const prepare = config.DATABASE_PREPARE;
+  const sql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, settings, prepare });
+  const writeSql = createSql(databaseUrl, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes', settings, prepare });
+  const probeSql = createSql(databaseUrl, { max: 1, applicationName: 'workflow-state-service/health', settings, prepare });
   const pools = [sql, writeSql, probeSql];
   const migrations = await loadMigrations();
   try {
@@ -75,13 +73,19 @@ async function main() {
   const app = await buildApp(config, { sql, writeSql, probeSql, authenticate, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
   await app.listen({ port: config.PORT, host: config.HOST });
 
-  let stopping = false;
+  // On the first signal, readiness answers 503 for SHUTDOWN_DRAIN_S while requests are still served
+  // (load balancers stop routing here), then the listener closes once in-flight requests finish.
+  // A second signal cuts the drain short (Ctrl-C twice).
+  let endDrain: (() => void) | undefined;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (endDrain) return endDrain();
     app.lifecycle.draining = true;
-    logger.info({ signal }, 'draining: readiness now 503, finishing in-flight requests');
-    await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
+    logger.info({ signal, drain_s: config.SHUTDOWN_DRAIN_S }, 'draining: readiness now 503, still serving until the drain ends');
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, config.SHUTDOWN_DRAIN_S * 1000);
+      endDrain = () => { clearTimeout(timer); r(); };
+    });
+    logger.info('closing the listener, finishing in-flight requests');
     await app.close(); // waits for in-flight requests
     await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
     await embedded?.stop();

