@@ -16,6 +16,7 @@ import type { Sql } from './db/client.js';
 import { registerRequestWork } from './db/work.js';
 import { badRequest, HttpProblem, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
+import { Metrics, registerMetrics } from './metrics.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -133,6 +134,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   registerErrorHandling(app);
   answerConnect(app);
 
+  const authenticate = deps.authenticate ?? authenticatorFor(config);
+  // Prometheus metrics of every request and pool, at GET /metrics; nothing at all when disabled.
+  const metrics = config.METRICS_ENABLED
+    ? new Metrics({ reads: deps.sql, writes: deps.writeSql ?? deps.sql, health: deps.probeSql ?? deps.sql }, deps.schemaVersion)
+    : undefined;
+  app.decorate('metrics', metrics);
+  if (metrics) await registerMetrics(app, metrics, { requireCredential: config.METRICS_AUTH, authenticate });
+
   // CORS only for configured origins: any other origin, or none, gets no CORS header at all.
   if (config.CORS_ORIGINS.length) {
     const allowed = new Set(config.CORS_ORIGINS);
@@ -169,7 +178,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
             type: 'http',
             scheme: 'bearer',
             description: 'A token of AUTH_TOKENS / AUTH_TOKENS_FILE, or a JWT verified against AUTH_JWKS_URL. ' +
-              'Scopes: read for GETs, write for changes to a state, admin for purge. Not needed when the ' +
+              'Scopes: read for GETs, write for changes to a state, admin for purge (and metrics for GET /metrics ' +
+              'when METRICS_AUTH=true). Not needed when the ' +
               'service runs without credentials (loopback only, or AUTH_DISABLED=true).',
           },
         },
@@ -192,7 +202,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   if (config.DOCS_ENABLED) await app.register(docsRoutes);
   // The API: every route needs a credential (when credentials are configured) with the route's scope.
   await app.register(async (v1) => {
-    registerAuth(v1, deps.authenticate ?? authenticatorFor(config));
+    registerAuth(v1, authenticate);
     // Per credential (per address when authentication is off), before the body is read.
     if (config.RATE_LIMIT_MAX > 0) {
       await v1.register(fastifyRateLimit, {

@@ -13,7 +13,7 @@ import { type Config, ConfigError } from './config.js';
 import { HttpProblem, unavailable } from './errors.js';
 import type { Tenancy, Tenant } from './repositories/conditions.js';
 
-export const SCOPES = ['read', 'write', 'admin'] as const;
+export const SCOPES = ['read', 'write', 'admin', 'metrics'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** The tenant of an operator's credential: it sees the states of every tenant. */

@@ -59,6 +59,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       case 'conflict':
         throw conflict(`Checkpoint ${cid} already exists with other content.`);
       case 'created':
+        req.server.metrics?.checkpointsWritten.inc();
         reply.header('location', `/v1/checkpoints/${out.id.toLowerCase()}`);
         return sendJsonText(reply, 201, out.body);
       case 'replayed':
@@ -117,6 +118,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
   }, async (req) => {
     const deleted = await checkpoints.pruneCheckpoints(req.db, visibleTenant(req), req.params.id, req.query.keep);
     if (deleted === undefined) throw notFound(`Workflow state ${req.params.id} does not exist.`);
+    req.server.metrics?.purgedRows.inc({ table: 'checkpoints' }, deleted);
     return { deleted };
   });
 
@@ -195,6 +197,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     });
 
     if (result.mode === 'preview') {
+      req.server.metrics?.restores.inc({ mode: 'preview' });
       // The snapshot's state as apply would store it; its times and version as the snapshot has them.
       const { state } = result;
       return sendJsonText(reply, 200, stateDocument(stateOf(state.id ?? result.workflowStateId, state, {
@@ -203,6 +206,8 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
     }
     const { out, id } = result;
     if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`);
+    req.server.metrics?.restores.inc({ mode: result.mode });
+    req.server.metrics?.statesWritten.inc({ operation: result.mode === 'fork' ? 'fork' : 'restore' });
     if (result.mode === 'fork') {
       reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
       return sendJsonText(reply, 201, out.body, out.version);

@@ -45,6 +45,7 @@ export async function purgeRoutes(fastify: FastifyInstance) {
       return { matched: await countPurgeable(req.db, visibleTenant(req), req.body.older_than, statuses), dry_run: true as const };
     }
     const deleted = await purgeWorkflowStates(req.db, visibleTenant(req), req.body.older_than, statuses);
+    req.server.metrics?.purgedRows.inc({ table: 'workflow_states' }, deleted);
     req.log.info({ deleted, older_than: req.body.older_than, statuses }, 'purged workflow states');
     return { deleted };
   });

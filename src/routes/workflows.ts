@@ -64,6 +64,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const cond = writeCondition(req, req.body.version, true);
     const out = await workflows.saveWorkflowState(req.db, tenancyOf(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
+    req.server.metrics?.statesWritten.inc({ operation: 'save' });
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
@@ -100,6 +101,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const cond = writeCondition(req, req.body.version);
     const out = await workflows.patchWorkflowState(req.db, visibleTenant(req), id, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
+    req.server.metrics?.statesWritten.inc({ operation: 'patch' });
     return sendJsonText(reply, 200, out.body, out.version);
   });
 
@@ -122,6 +124,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const cond = writeCondition(req);
     const out = await workflows.saveStepState(req.db, visibleTenant(req), id, stepId, req.body, cond);
     if (!out.ok) throw failure(out.reason, id);
+    req.server.metrics?.statesWritten.inc({ operation: 'step' });
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
 

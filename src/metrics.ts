@@ -1,0 +1,143 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerAuth, type Authenticate } from './auth.js';
+import type { Sql } from './db/client.js';
+import { SERVICE_VERSION } from './version.js';
+
+/** Seconds: from a cached load (under a millisecond) to the default request deadline (15 s). */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15];
+
+export type WriteOperation = 'save' | 'patch' | 'step' | 'restore' | 'fork';
+
+/** The service's Prometheus series, in a registry of their own (GET /metrics). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requestDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time from a request\'s arrival to its answer, by route template, method and status class.',
+    labelNames: ['route', 'method', 'status_class'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'http_requests_in_flight',
+    help: 'Requests received and not yet answered (or abandoned by their client).',
+    registers: [this.registry],
+  });
+  readonly statesWritten = new Counter({
+    name: 'workflow_states_written_total',
+    help: 'States written, by operation: save (PUT), patch, step (a step PUT), restore (in place), fork.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly checkpointsWritten = new Counter({
+    name: 'workflow_checkpoints_written_total',
+    help: 'Checkpoints created (a retry of the same checkpoint is not counted again).',
+    registers: [this.registry],
+  });
+  readonly restores = new Counter({
+    name: 'workflow_checkpoint_restores_total',
+    help: 'Restores from a checkpoint, by mode: apply (in place), fork, preview.',
+    labelNames: ['mode'] as const,
+    registers: [this.registry],
+  });
+  readonly purgedRows = new Counter({
+    name: 'workflow_purged_rows_total',
+    help: 'Rows deleted by purge and prune requests: workflow_states, checkpoints.',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * @param pools the service's PostgreSQL pools by name (reads, writes, health)
+   * @param schemaVersion the schema version this build migrated the database to
+   */
+  constructor(pools: Record<string, Sql>, schemaVersion: number) {
+    collectDefaultMetrics({ register: this.registry });
+    const entries = Object.entries(pools);
+    new Gauge({
+      name: 'db_pool_connections',
+      help: 'Connections of each PostgreSQL pool by state: idle, busy (running statements), reserved (in a transaction), connecting.',
+      labelNames: ['pool', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [pool, sql] of entries) {
+          const s = sql.stats();
+          for (const state of ['idle', 'busy', 'reserved', 'connecting'] as const) this.set({ pool, state }, s[state]);
+        }
+      },
+    });
+    new Gauge({
+      name: 'db_pool_max_connections',
+      help: 'The most connections each PostgreSQL pool opens.',
+      labelNames: ['pool'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [pool, sql] of entries) this.set({ pool }, sql.stats().max);
+      },
+    });
+    new Gauge({
+      name: 'db_pool_waiting_queries',
+      help: 'Statements waiting for a connection of each PostgreSQL pool.',
+      labelNames: ['pool'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [pool, sql] of entries) this.set({ pool }, sql.stats().waiting);
+      },
+    });
+    new Gauge({
+      name: 'workflow_state_schema_version',
+      help: 'The database schema version this process runs on (the last migration applied at boot).',
+      registers: [this.registry],
+    }).set(schemaVersion);
+    new Gauge({
+      name: 'workflow_state_service_info',
+      help: 'The service\'s version, as a label; the value is always 1.',
+      labelNames: ['version'] as const,
+      registers: [this.registry],
+    }).set({ version: SERVICE_VERSION }, 1);
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The service's metrics, or undefined when METRICS_ENABLED=false. */
+    metrics: Metrics | undefined;
+  }
+}
+
+/**
+ * Measures every request (by route template: ids never become labels) and serves GET /metrics,
+ * behind a credential with the `metrics` scope when `requireCredential` is set.
+ */
+export async function registerMetrics(app: FastifyInstance, metrics: Metrics, opts: {
+  requireCredential: boolean;
+  authenticate: Authenticate | undefined;
+}) {
+  const { requestDuration, inFlight } = metrics;
+  app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    inFlight.inc();
+    // 'close' comes for every answer and every abandoned request; onResponse misses the latter.
+    reply.raw.once('close', () => inFlight.dec());
+    done();
+  });
+  app.addHook('onResponse', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    requestDuration.observe({
+      route: req.routeOptions.url ?? 'unmatched',
+      method: req.method,
+      status_class: `${Math.floor(reply.statusCode / 100)}xx`,
+    }, reply.elapsedTime / 1000);
+    done();
+  });
+
+  await app.register(async (scope) => {
+    if (opts.requireCredential) registerAuth(scope, opts.authenticate);
+    scope.get('/metrics', {
+      schema: { hide: true },
+      config: { scope: 'metrics' },
+    }, async (_req, reply) => {
+      const body = await metrics.registry.metrics();
+      return reply.type(metrics.registry.contentType).send(body);
+    });
+  });
+}
