@@ -3,7 +3,7 @@
  * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with wrk
  * (where installed) or autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
- * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=<2 x cores> --only=save,load,growth,memory
+ * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=<2 x cores> --only=save,load,growth,memory,metrics
  * --loadgen=wrk|autocannon (default: wrk when installed)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -142,12 +142,12 @@ function startFlags(): string[] {
   return command[1]!.trim().split(' ').filter(Boolean);
 }
 
-function startService(databaseUrl: string, port: number): ChildProcess {
+function startService(databaseUrl: string, port: number, env: Record<string, string> = {}): ChildProcess {
   // The compiled service, as `npm start` runs it (npm run bench builds it first).
   const proc = spawn(process.execPath, [...startFlags(), 'dist/server.js'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
-      DATABASE_POOL_MAX: String(POOL), CHECKPOINT_RETENTION: '10' },
+      DATABASE_POOL_MAX: String(POOL), CHECKPOINT_RETENTION: '10', SHUTDOWN_DRAIN_S: '0', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   return proc;
@@ -399,6 +399,28 @@ async function main(): Promise<boolean> {
       rows.push({ scenario: s.name, service: svc, direct, seed: seedM, vsDirect, vsSeed, target: t, misses });
     }
 
+    // What metrics cost a request: the same requests to this service and to one with
+    // METRICS_ENABLED=false, on the same database, in alternation.
+    const overhead: Overhead[] = [];
+    if (!ONLY || ONLY.includes('metrics')) {
+      const portOff = await freePort();
+      const baseOff = `http://127.0.0.1:${portOff}`;
+      const off = startService(url, portOff, { METRICS_ENABLED: 'false' });
+      try {
+        await waitReady(baseOff);
+        for (const s of scenarios.filter((x) => /^(save|load) /.test(x.name))) {
+          await settle();
+          log(`metrics on / off: ${s.name}`);
+          const [on, offM] = await interleaved([overHttp(base, s.http as HttpScenario), overHttp(baseOff, s.http as HttpScenario)]) as [Measure, Measure];
+          log(`  on ${fmt(on.rps, 0)} req/s, p99 ${fmt(on.p99)} ms; off ${fmt(offM.rps, 0)} req/s, p99 ${fmt(offM.p99)} ms`);
+          overhead.push({ scenario: s.name, on, off: offM });
+        }
+      } finally {
+        off.kill('SIGTERM');
+        await new Promise((r) => off.once('exit', r));
+      }
+    }
+
     await settle();
     log('growth: one save and one load of larger states');
     const growth = [];
@@ -440,13 +462,14 @@ async function main(): Promise<boolean> {
       large = await largeBodyMemory(base, service.pid!);
     }
 
-    const report = render(rows, growth, peakRss, large);
+    const report = render(rows, growth, peakRss, large, overhead);
     process.stdout.write(report.text);
     const dir = new URL('./results/', import.meta.url);
     await mkdir(dir, { recursive: true });
     const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
     await writeFile(file, JSON.stringify({ machine: machine(), load_generator: LOADGEN, connections: CONNECTIONS, duration_s: DURATION,
-      warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, large_bodies: large, passed: report.passed }, null, 2));
+      warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, large_bodies: large, metrics_overhead: overhead,
+      passed: report.passed }, null, 2));
     await writeFile(new URL('latest.md', dir), report.text);
     log(`results written to ${fileURLToPath(file)}`);
     return report.passed;
@@ -475,8 +498,11 @@ type Row = {
 /** Throughput as ratios to the baselines; p99x: the service's p99 at most this times the direct arm's. */
 type Target = { direct?: number; seed?: number; p99x?: number };
 type Growth = { case: string; requestBytes: number; responseBytes: number; saveMs: number; loadMs: number };
+type Overhead = { scenario: string; on: Measure; off: Measure };
+/** Metrics on may cost a request at most this share of its throughput (issue: no more than 5%). */
+const METRICS_MIN_RATIO = 0.95;
 
-function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBodies) {
+function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBodies, overhead: Overhead[] = []) {
   const lines: string[] = [];
   lines.push(`Machine: ${machine()}; load from ${LOADGEN}, concurrency ${CONNECTIONS}, pool ${POOL}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
   lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | direct p99 ms | seed req/s | service/direct | service/seed | target | result |');
@@ -516,7 +542,20 @@ function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBod
     lines.push(`| then 4 clients listing 100 newest | ${large.lists} | | ${fmt(large.listPeakMb, 0)} | | | ` +
       `${large.listPeakMb <= LARGE_PEAK_MB ? 'pass' : `FAIL: peak > ${LARGE_PEAK_MB} MB`} |`, '');
   }
-  const passed = rows.every((r) => r.misses.length === 0) && growthOk && memoryOk;
+  let overheadOk = true;
+  if (overhead.length) {
+    lines.push('| metrics on vs METRICS_ENABLED=false | on req/s | on p99 ms | off req/s | off p99 ms | on/off | target | result |');
+    lines.push('|---|---:|---:|---:|---:|---:|---|---|');
+    for (const o of overhead) {
+      const ratio = o.on.rps / o.off.rps;
+      const ok = ratio >= METRICS_MIN_RATIO && o.on.errors === 0;
+      overheadOk &&= ok;
+      lines.push(`| ${o.scenario} | ${fmt(o.on.rps, 0)} | ${fmt(o.on.p99)} | ${fmt(o.off.rps, 0)} | ${fmt(o.off.p99)} | ` +
+        `${fmt(ratio, 3)} | ≥${METRICS_MIN_RATIO} | ${ok ? 'pass' : `FAIL: ${o.on.errors ? `${o.on.errors} errors` : `on/off < ${METRICS_MIN_RATIO}`}`} |`);
+    }
+    lines.push('');
+  }
+  const passed = rows.every((r) => r.misses.length === 0) && growthOk && memoryOk && overheadOk;
   lines.push(passed ? 'All targets met.' : 'Some targets were missed (see FAIL above).', '');
   return { text: lines.join('\n'), passed };
 }

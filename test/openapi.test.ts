@@ -1,12 +1,20 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { parse } from 'yaml';
-import { servedOpenApiYaml } from '../scripts/write-openapi.js';
+import { CONFIG_TABLE_FILES, servedOpenApiYaml, withConfigTable } from '../scripts/write-docs.js';
 import { buildTestApp } from './helper.js';
 
-t.test('the committed openapi.yaml is exactly what the app serves (run `npm run openapi` after a change)', async (t) => {
+t.test('the committed openapi.yaml is exactly what the app serves (run `npm run docs` after a change)', async (t) => {
   const committed = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
   t.equal(await servedOpenApiYaml(), committed);
+});
+
+t.test('the configuration tables of the docs are the configuration schema\'s (run `npm run docs` after a change)', async (t) => {
+  for (const file of CONFIG_TABLE_FILES) {
+    const committed = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
+    t.equal(withConfigTable(committed, file), committed, file);
+    t.match(committed, '| `SHUTDOWN_DRAIN_S` | `5` | on SIGTERM', file);
+  }
 });
 
 t.test('the spec and Swagger UI are served', async (t) => {
