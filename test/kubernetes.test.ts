@@ -164,38 +164,6 @@ t.test('the kustomizations list files that exist, and every manifest but the Sec
   t.equal(container.image, 'workflow-state-service');
 });
 
-t.test('kustomize builds the base, and the base with the monitoring Component', {
-  skip: kubectlVersion() ? false : 'kubectl is not installed: its kustomize is checked where it is',
-}, async (t) => {
-  const built = (dir: string) => parseAllDocuments(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' }))
-    .map((d) => d.toJS() as Manifest);
-  const base = built(DIR);
-  t.same(base.map((m) => m.kind).sort(), ['Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Service']);
-  const image = (base.find((m) => m.kind === 'Deployment') as unknown as appsV1.IDeployment)
-    .spec!.template.spec!.containers[0]!.image;
-  t.equal(image, `workflow-state-service:${pkg.version}`);
-
-  // The overlay README.md shows.
-  const overlay = mkdtempSync(join(tmpdir(), 'wss-kustomize-'));
-  t.teardown(() => rmSync(overlay, { recursive: true, force: true }));
-  writeFileSync(join(overlay, 'kustomization.yaml'), [
-    'apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization',
-    `resources: [${relative(overlay, DIR)}]`, `components: [${relative(overlay, join(DIR, 'monitoring'))}]`, '',
-  ].join('\n'));
-  const withMonitoring = built(overlay);
-  t.same(withMonitoring.map((m) => m.kind).sort(),
-    ['Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Service', 'ServiceMonitor']);
-  for (const m of withMonitoring) t.doesNotThrow(() => validate({ ...m, file: 'built' }), `built ${m.kind}`);
-});
-
-function kubectlVersion(): string | undefined {
-  try {
-    return execFileSync('kubectl', ['version', '--client'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch {
-    return undefined;
-  }
-}
-
 // ---- the manifests against the service -------------------------------------------------------
 
 /** Node's own settings, read by the runtime rather than by src/config.ts. */
@@ -269,6 +237,9 @@ t.test('the probes answer 200 on the container\'s port, which the Service target
     const res = await app.inject({ url: probe!.httpGet!.path });
     t.equal(res.statusCode, 200, `${kind} probe GET ${probe!.httpGet!.path}`);
   }
+  const scrape = await app.inject({ url: monitor.spec.endpoints![0]!.path! });
+  t.equal(scrape.statusCode, 200, 'the ServiceMonitor\'s path is the metrics route');
+  t.match(scrape.body, /^# HELP http_request_duration_seconds /m);
 
   t.same(container.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
   t.equal(Number(literal('PORT')), 8080, 'PORT is the container port');
