@@ -6,6 +6,10 @@ import { type CheckpointFields, checkpointFields, renderCheckpoint } from './ren
 
 type Db = Sql | TxSql;
 
+// Every statement about one state's checkpoints names the state's id as a constant, for
+// checkpoints.workflow_state_id and workflow_states.id alike: sharded by it with Citus, each runs
+// on one shard (docs/scaling.md). Only lookups by a checkpoint's own id span the shards.
+
 export interface NewCheckpoint {
   id: string;
   stepId: string;
@@ -69,7 +73,7 @@ export async function createCheckpoint(
     SELECT c.doc::text AS doc, c.snapshot::text AS snapshot,
            (c.workflow_state_id = ${stateId}::uuid AND c.doc->>'step_id' = ${c.stepId}
             AND (${c.snapshot ?? null}::text::jsonb IS NULL OR c.snapshot::jsonb = ${c.snapshot ?? null}::text::jsonb)) AS same
-    FROM checkpoints c WHERE c.id = ${c.id}::uuid`;
+    FROM checkpoints c WHERE c.id = ${c.id}::uuid AND c.workflow_state_id = ${stateId}::uuid`;
   if (prior?.same) return { kind: 'replayed', id: c.id, body: fromRow(prior.doc, prior.snapshot) };
   return { kind: 'conflict' };
 }
@@ -84,9 +88,10 @@ export async function getCheckpoint(sql: Db, tenant: Tenant, id: string): Promis
 
 export async function latestCheckpoint(sql: Db, tenant: Tenant, stateId: string): Promise<Buffer | undefined> {
   const [row] = await sql<{ doc: string; snapshot: string }[]>`
-    SELECT doc::text AS doc, snapshot::text AS snapshot FROM checkpoints
-    WHERE workflow_state_id = (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)})
-    ORDER BY seq DESC LIMIT 1`;
+    SELECT c.doc::text AS doc, c.snapshot::text AS snapshot
+    FROM checkpoints c JOIN workflow_states w ON w.id = c.workflow_state_id
+    WHERE c.workflow_state_id = ${stateId}::uuid AND w.id = ${stateId}::uuid ${tenantIs(sql, tenant, 'w.tenant')}
+    ORDER BY c.seq DESC LIMIT 1`;
   return row && fromRow(row.doc, row.snapshot);
 }
 
@@ -102,13 +107,13 @@ export async function listCheckpoints(
   opts: { limit: number; withSnapshot: boolean; afterSeq?: string; maxBytes: number },
 ): Promise<CheckpointPage> {
   const page = await pageOf(sql, sql`
-    SELECT doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN snapshot::text END AS extra,
-           octet_length(doc::text) + CASE WHEN ${opts.withSnapshot} THEN octet_length(snapshot::text) ELSE 0 END AS size,
-           json_build_array(seq::text) AS position
-    FROM checkpoints
-    WHERE workflow_state_id = (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)})
-      ${opts.afterSeq ? sql`AND seq < ${opts.afterSeq}::bigint` : sql``}
-    ORDER BY seq DESC`, opts.limit, opts.maxBytes);
+    SELECT c.doc::text AS doc, CASE WHEN ${opts.withSnapshot} THEN c.snapshot::text END AS extra,
+           octet_length(c.doc::text) + CASE WHEN ${opts.withSnapshot} THEN octet_length(c.snapshot::text) ELSE 0 END AS size,
+           json_build_array(c.seq::text) AS position
+    FROM checkpoints c JOIN workflow_states w ON w.id = c.workflow_state_id
+    WHERE c.workflow_state_id = ${stateId}::uuid AND w.id = ${stateId}::uuid ${tenantIs(sql, tenant, 'w.tenant')}
+      ${opts.afterSeq ? sql`AND c.seq < ${opts.afterSeq}::bigint` : sql``}
+    ORDER BY c.seq DESC`, opts.limit, opts.maxBytes);
   // Only an empty page needs to tell "no checkpoints" from "no such state".
   const stateExists = page.items.length > 0 || (await stateIsKnown(sql, tenant, stateId));
   return { ...page, items: page.items.map(([doc, snapshot]) => fromRow(doc!.toString(), snapshot?.toString())), stateExists };
@@ -125,7 +130,7 @@ export async function pruneCheckpoints(sql: Db, tenant: Tenant, stateId: string,
     WITH st AS (SELECT id FROM workflow_states WHERE id = ${stateId}::uuid ${tenantIs(sql, tenant)}),
     gone AS (
       DELETE FROM checkpoints c
-      WHERE c.workflow_state_id IN (SELECT id FROM st)
+      WHERE c.workflow_state_id = ${stateId}::uuid AND EXISTS (SELECT 1 FROM st)
         AND c.seq <= (
           SELECT seq FROM checkpoints WHERE workflow_state_id = ${stateId}::uuid
           ORDER BY seq DESC OFFSET ${keep} LIMIT 1)
