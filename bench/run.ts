@@ -4,6 +4,7 @@
  * (where installed) or autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
  * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=<2 x cores> --only=save,load,growth,memory,metrics
+ * (--only=capacity, not in the default run: CPU, WAL and fsyncs per request, for docs/scaling.md)
  * --loadgen=wrk|autocannon (default: wrk when installed)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -25,6 +26,7 @@ import { ACTIVE_STATUSES } from '../src/schemas/common.js';
 import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js';
 import { freePort, provideTestPostgres } from '../test/support/database.js';
 import * as seed from './seed-baseline.js';
+import { type Capacity, measureCapacity } from './capacity.js';
 import { luaString, wrkInstalled, wrkRunner } from './wrk.js';
 import {
   randomActive, randomFinished, randomInt, seedSeedSchema, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
@@ -421,6 +423,23 @@ async function main(): Promise<boolean> {
       }
     }
 
+    // Where a request's work goes (docs/scaling.md): CPU of the service and of PostgreSQL, WAL, fsyncs.
+    const capacity: Capacity[] = [];
+    if (ONLY?.includes('capacity')) {
+      const at = { postgresPort: Number(new URL(url).port), sql };
+      for (const s of scenarios.filter((x) => /^(save|load|checkpoint) /.test(x.name))) {
+        await settle();
+        log(`capacity: ${s.name}`);
+        await overHttp(base, s.http as HttpScenario)(WARMUP);
+        capacity.push(await measureCapacity(`${s.name}, service`, overHttp(base, s.http as HttpScenario), DURATION,
+          { ...at, servicePid: service.pid! }));
+        await settle();
+        await drive(s.direct, WARMUP);
+        capacity.push(await measureCapacity(`${s.name}, direct`, (sec) => drive(s.direct, sec), DURATION,
+          { ...at, servicePid: process.pid }));
+      }
+    }
+
     await settle();
     log('growth: one save and one load of larger states');
     const growth = [];
@@ -462,13 +481,13 @@ async function main(): Promise<boolean> {
       large = await largeBodyMemory(base, service.pid!);
     }
 
-    const report = render(rows, growth, peakRss, large, overhead);
+    const report = render(rows, growth, peakRss, large, overhead, capacity);
     process.stdout.write(report.text);
     const dir = new URL('./results/', import.meta.url);
     await mkdir(dir, { recursive: true });
     const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
     await writeFile(file, JSON.stringify({ machine: machine(), load_generator: LOADGEN, connections: CONNECTIONS, duration_s: DURATION,
-      warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, large_bodies: large, metrics_overhead: overhead,
+      warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, large_bodies: large, metrics_overhead: overhead, capacity,
       passed: report.passed }, null, 2));
     await writeFile(new URL('latest.md', dir), report.text);
     log(`results written to ${fileURLToPath(file)}`);
@@ -502,7 +521,8 @@ type Overhead = { scenario: string; on: Measure; off: Measure };
 /** Metrics on may cost a request at most this share of its throughput (issue: no more than 5%). */
 const METRICS_MIN_RATIO = 0.95;
 
-function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBodies, overhead: Overhead[] = []) {
+function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBodies, overhead: Overhead[] = [],
+  capacity: Capacity[] = []) {
   const lines: string[] = [];
   lines.push(`Machine: ${machine()}; load from ${LOADGEN}, concurrency ${CONNECTIONS}, pool ${POOL}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
   lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | direct p99 ms | seed req/s | service/direct | service/seed | target | result |');
@@ -552,6 +572,15 @@ function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBod
       overheadOk &&= ok;
       lines.push(`| ${o.scenario} | ${fmt(o.on.rps, 0)} | ${fmt(o.on.p99)} | ${fmt(o.off.rps, 0)} | ${fmt(o.off.p99)} | ` +
         `${fmt(ratio, 3)} | ≥${METRICS_MIN_RATIO} | ${ok ? 'pass' : `FAIL: ${o.on.errors ? `${o.on.errors} errors` : `on/off < ${METRICS_MIN_RATIO}`}`} |`);
+    }
+    lines.push('');
+  }
+  if (capacity.length) {
+    lines.push('| capacity (per request) | req/s | errors | client CPU ms | PostgreSQL CPU ms | client cores | PostgreSQL cores | WAL bytes | WAL fsyncs |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const c of capacity) {
+      lines.push(`| ${c.scenario} | ${fmt(c.rps, 0)} | ${c.errors} | ${fmt(c.serviceCpuMs, 3)} | ${c.postgresCpuMs === null ? 'n/a' : fmt(c.postgresCpuMs, 3)} | ` +
+        `${fmt(c.serviceCores, 2)} | ${c.postgresCores === null ? 'n/a' : fmt(c.postgresCores, 2)} | ${fmt(c.walBytesPerRequest, 0)} | ${fmt(c.walSyncsPerRequest, 3)} |`);
     }
     lines.push('');
   }
