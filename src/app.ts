@@ -23,6 +23,7 @@ import { healthRoutes } from './routes/health.js';
 import { purgeRoutes } from './routes/purge.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { problemResponses } from './schemas/common.js';
+import type { Tracing } from './tracing.js';
 import { SERVICE_VERSION } from './version.js';
 
 export interface AppDeps {
@@ -38,6 +39,8 @@ export interface AppDeps {
   authenticate?: Authenticate;
   /** A pino logger (the server's), or true/false for fastify's own. */
   logger?: FastifyBaseLogger | boolean;
+  /** Traces (startTracing), when OTEL_EXPORTER_OTLP_ENDPOINT is set; without it nothing of tracing runs. */
+  tracing?: Tracing;
 }
 
 /** Runtime state shared by routes: readiness turns false first when the process drains. */
@@ -96,9 +99,11 @@ function helmetHeaders(options: Parameters<typeof helmet>[0]): Record<string, st
 }
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const { tracing } = deps;
   const app = Fastify({
     loggerInstance: typeof deps.logger === 'object' ? deps.logger : undefined,
     logger: typeof deps.logger === 'object' ? undefined : (deps.logger ?? false),
+    logController: tracing?.logController,
     bodyLimit: config.BODY_LIMIT_BYTES,
     // Header and request timeouts, and problem answers to what never becomes a request.
     ...httpServerOptions(config),
@@ -119,7 +124,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         : badRequest(`The request URL is malformed: ${path}`));
     },
   });
-  app.decorate('sql', deps.sql);
+  // First, so that its hooks run before every other and every route is instrumented.
+  if (tracing) await app.register(tracing.plugin);
+  // The pools of requests' statements, with a span per statement when tracing (health probes' are not).
+  const traced = (pool: Sql) => (tracing ? tracing.instrumentSql(pool) : pool);
+  const sql = traced(deps.sql);
+  const writeSql = deps.writeSql ? traced(deps.writeSql) : sql;
+  app.decorate('sql', sql);
   app.decorate('config', config);
   app.decorate('lifecycle', { draining: false, startedAt: Date.now() } satisfies Lifecycle);
   app.decorate('schemaVersion', deps.schemaVersion);
@@ -215,7 +226,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
           `(RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_MS); retry in ${ctx.after}.`),
       });
     }
-    registerRequestWork(v1, { read: deps.sql, write: deps.writeSql ?? deps.sql }, config);
+    registerRequestWork(v1, { read: sql, write: writeSql }, config);
     v1.addHook('onRoute', (route) => {
       route.schema = {
         ...route.schema,

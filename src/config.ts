@@ -98,10 +98,12 @@ export const configSchema = z.object({
   METRICS_AUTH: boolFromEnv(false)
     .meta({ description: '`true`: `/metrics` needs a credential with the `metrics` scope' }),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional().meta({ description:
-    'OTLP/HTTP endpoint (`http://collector:4318`): traces of every request and its statements; unset: no tracing ' +
-    'code loads' }),
+    'OTLP/HTTP collector base URL (`http://collector:4318`; spans go to `…/v1/traces`): turns tracing on, a span ' +
+    'per request (named by route template, child of an incoming W3C `traceparent`) and per SQL statement, and ' +
+    '`trace_id` / `span_id` on the request\'s log lines; unset: no OpenTelemetry code is loaded. The exporter\'s own ' +
+    '`OTEL_EXPORTER_OTLP_HEADERS` etc. apply. `/health/*` is not traced' }),
   OTEL_SERVICE_NAME: z.string().min(1).default('workflow-state-service')
-    .meta({ description: 'the traces\' `service.name`' }),
+    .meta({ description: '`service.name` of the spans (`service.version` is the package version)' }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .meta({ description: 'pino level (`fatal` … `trace`, `silent`)' }),
   EMBEDDED_PG_DIR: z.string().min(1).default('./.data/postgres')

@@ -27,6 +27,14 @@ async function main() {
   }
   const logger = createLogger(config.LOG_LEVEL);
   if (exposure) logger.warn(exposure);
+  // Imported only when set: without an endpoint no OpenTelemetry module is even loaded.
+  const tracing = config.OTEL_EXPORTER_OTLP_ENDPOINT
+    ? (await import('./tracing.js')).startTracing(config)
+    : undefined;
+  if (tracing) {
+    logger.info({ endpoint: new URL(config.OTEL_EXPORTER_OTLP_ENDPOINT!).origin, service_name: config.OTEL_SERVICE_NAME },
+      'tracing: spans sent over OTLP/HTTP');
+  }
 
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.DATABASE_URL;
@@ -70,7 +78,7 @@ async function main() {
     process.exit(1);
   }
 
-  const app = await buildApp(config, { sql, writeSql, probeSql, authenticate, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger });
+  const app = await buildApp(config, { sql, writeSql, probeSql, authenticate, schemaVersion: migrations.at(-1)?.version ?? 0, logger: logger as FastifyBaseLogger, tracing });
   await app.listen({ port: config.PORT, host: config.HOST });
 
   // On the first signal, readiness answers 503 for SHUTDOWN_DRAIN_S while requests are still served
@@ -88,6 +96,7 @@ async function main() {
     logger.info('closing the listener, finishing in-flight requests');
     await app.close(); // waits for in-flight requests
     await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
+    await tracing?.shutdown().catch((err) => logger.warn({ err }, 'tracing: the last spans were not sent'));
     await embedded?.stop();
     logger.info('stopped');
     process.exit(0);

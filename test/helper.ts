@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import postgres from 'postgres';
-import { buildApp } from '../src/app.js';
+import { type AppDeps, buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { createSql, sessionTimeouts, type Sql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
@@ -60,6 +60,7 @@ export async function buildTestApp(
   t: Teardown,
   env: Record<string, string> = {},
   db: DatabaseOptions = {},
+  deps: Pick<AppDeps, 'logger' | 'tracing'> = {},
 ): Promise<TestApp> {
   const url = await freshDatabase(t, db);
   const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', DATABASE_POOL_MAX: '10', ...env });
@@ -69,7 +70,7 @@ export async function buildTestApp(
   // Writes on a pool of their own, as server.ts makes them.
   const writeSql = createSql(url, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes',
     settings: sessionTimeouts(config) });
-  const app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version });
+  const app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version, ...deps });
   t.teardown(async () => {
     await app.close();
     await Promise.all([sql.end({ timeout: 5 }), writeSql.end({ timeout: 5 })]);
