@@ -13,6 +13,7 @@ import { ANONYMOUS, type Authenticate, authenticatorFor, registerAuth } from './
 import type { Config } from './config.js';
 import { answerConnect, httpServerOptions, requestLineProblem } from './connections.js';
 import type { Sql } from './db/client.js';
+import { observedSql } from './db/observe.js';
 import { registerRequestWork } from './db/work.js';
 import { badRequest, HttpProblem, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
@@ -126,10 +127,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   // First, so that its hooks run before every other and every route is instrumented.
   if (tracing) await app.register(tracing.plugin);
-  // The pools of requests' statements, with a span per statement when tracing (health probes' are not).
-  const traced = (pool: Sql) => (tracing ? tracing.instrumentSql(pool) : pool);
-  const sql = traced(deps.sql);
-  const writeSql = deps.writeSql ? traced(deps.writeSql) : sql;
+  // Prometheus metrics of every request and pool, at GET /metrics; nothing at all when disabled.
+  const metrics = config.METRICS_ENABLED
+    ? new Metrics({ reads: deps.sql, writes: deps.writeSql ?? deps.sql, health: deps.probeSql ?? deps.sql }, deps.schemaVersion)
+    : undefined;
+  // The pools of requests' statements: each statement timed (metrics) and spanned (tracing) when
+  // they are on; health probes' are neither.
+  const observed = (pool: Sql, name: string) => {
+    const observers = [tracing?.statementSpans(pool), metrics?.statementTimer(name)].filter((o) => o !== undefined);
+    return observers.length ? observedSql(pool, observers) : pool;
+  };
+  const sql = observed(deps.sql, 'reads');
+  const writeSql = deps.writeSql ? observed(deps.writeSql, 'writes') : sql;
   app.decorate('sql', sql);
   app.decorate('config', config);
   app.decorate('lifecycle', { draining: false, startedAt: Date.now() } satisfies Lifecycle);
@@ -146,10 +155,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   answerConnect(app);
 
   const authenticate = deps.authenticate ?? authenticatorFor(config);
-  // Prometheus metrics of every request and pool, at GET /metrics; nothing at all when disabled.
-  const metrics = config.METRICS_ENABLED
-    ? new Metrics({ reads: deps.sql, writes: deps.writeSql ?? deps.sql, health: deps.probeSql ?? deps.sql }, deps.schemaVersion)
-    : undefined;
   app.decorate('metrics', metrics);
   if (metrics) await registerMetrics(app, metrics, { requireCredential: config.METRICS_AUTH, authenticate });
 

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerAuth, type Authenticate } from './auth.js';
 import type { Sql } from './db/client.js';
+import type { StatementObserver } from './db/observe.js';
 import { SERVICE_VERSION } from './version.js';
 
 /** Seconds: from a cached load (under a millisecond) to the default request deadline (15 s). */
@@ -22,6 +23,14 @@ export class Metrics {
   readonly inFlight = new Gauge({
     name: 'http_requests_in_flight',
     help: 'Requests received and not yet answered (or abandoned by their client).',
+    registers: [this.registry],
+  });
+  readonly queryDuration = new Histogram({
+    name: 'db_query_duration_seconds',
+    help: 'Time from handing a statement to its pool (the wait for a connection included) to its result, by pool, ' +
+      'first SQL keyword and outcome (ok, error).',
+    labelNames: ['pool', 'operation', 'outcome'] as const,
+    buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
   readonly statesWritten = new Counter({
@@ -96,6 +105,16 @@ export class Metrics {
       labelNames: ['version'] as const,
       registers: [this.registry],
     }).set({ version: SERVICE_VERSION }, 1);
+  }
+
+  /** For observedSql: times every statement of the pool named `pool`. */
+  statementTimer(pool: string): StatementObserver {
+    const { queryDuration } = this;
+    return ({ operation }) => {
+      const started = performance.now();
+      return (err) => queryDuration.observe({ pool, operation: operation ?? 'other', outcome: err === undefined ? 'ok' : 'error' },
+        (performance.now() - started) / 1000);
+    };
   }
 }
 

@@ -4,8 +4,8 @@
  * package is loaded at all, and nothing here wraps, hooks or costs anything.
  *
  * A request gets a server span from @fastify/otel (its parent is the incoming W3C `traceparent`),
- * each SQL statement it runs a client span below it (instrumentSql: postgres.js has no
- * instrumentation of its own), and its log lines carry the trace and span ids.
+ * each SQL statement it runs a client span below it (statementSpans, through observedSql:
+ * postgres.js has no instrumentation of its own), and its log lines carry the trace and span ids.
  */
 import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from '@opentelemetry/api';
@@ -20,7 +20,8 @@ import {
 import { LogController, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from './config.js';
-import type { Sql, TxSql } from './db/client.js';
+import type { Sql } from './db/client.js';
+import type { StatementObserver } from './db/observe.js';
 import { SERVICE_VERSION } from './version.js';
 
 export interface Tracing {
@@ -28,8 +29,8 @@ export interface Tracing {
   plugin: FastifyPluginAsync;
   /** Fastify's `logController`: the "incoming request" line waits for the request's trace ids. */
   logController: LogController;
-  /** `sql` (a pool or a transaction) with a client span for every statement it runs. */
-  instrumentSql<T extends Sql | TxSql>(sql: T): T;
+  /** For observedSql: a client span for every statement a pool runs. */
+  statementSpans(sql: Sql): StatementObserver;
   /** Ends every span still buffered (sent to the collector) and unregisters the globals. */
   shutdown(): Promise<void>;
 }
@@ -105,7 +106,7 @@ export function startTracing(config: Config, opts: TracingOptions = {}): Tracing
   return {
     plugin,
     logController,
-    instrumentSql: (sql) => instrumentSql(sql, tracer),
+    statementSpans: (sql) => statementSpans(sql, tracer),
     async shutdown() {
       fastifyOtel.disable();
       await provider.shutdown();
@@ -117,81 +118,32 @@ export function startTracing(config: Config, opts: TracingOptions = {}): Tracing
 }
 
 /**
- * What instrumentSql uses of a postgres.js Query: `handler` sends it to the pool, `string` is its
- * SQL once built, and the connection settles it through `resolve` / `reject`.
+ * A client span per statement (observedSql): named by its first keyword, with the statement's
+ * text as sent (values are $n parameters, never in it), ended as the statement settles.
  */
-interface SentQuery {
-  strings: readonly string[];
-  handler(q: SentQuery): unknown;
-  string?: string;
-  resolve(result: unknown): void;
-  reject(err: unknown): void;
-}
-
-/**
- * `sql` with a client span per statement. postgres.js queries are lazy: a tagged template makes a
- * Query that runs only once awaited, and fragments nested in other queries never run. So the span
- * starts when the Query is handed to its pool (`query.handler`, called once, by `execute`), in the
- * context that awaited it, and ends when it settles. Transactions' statements are spanned too.
- * Named by the statement's first keyword (a CTE's is WITH). A cursor settles through promises of
- * its own, so its span would not end: the service uses none.
- */
-function instrumentSql<T extends Sql | TxSql>(sql: T, tracer: Tracer): T {
-  const { database, host, port } = (sql as Sql).options;
-  return spannedSql(sql, tracer, {
+function statementSpans(sql: Sql, tracer: Tracer): StatementObserver {
+  const { database, host, port } = sql.options;
+  const common: Attributes = {
     [ATTR_DB_SYSTEM_NAME]: DB_SYSTEM_NAME_VALUE_POSTGRESQL,
     'db.system': DB_SYSTEM_NAME_VALUE_POSTGRESQL, // the name before semantic conventions 1.26, still read by some backends
     [ATTR_DB_NAMESPACE]: database,
     [ATTR_SERVER_ADDRESS]: host[0],
     [ATTR_SERVER_PORT]: port[0],
-  });
-}
-
-function spannedSql<T extends Sql | TxSql>(sql: T, tracer: Tracer, common: Attributes): T {
-  const spanned = (query: SentQuery) => {
-    const send = query.handler;
-    query.handler = function (q) {
-      const operation = /^\s*([A-Za-z]+)/.exec(q.strings[0] ?? '')?.[1]?.toUpperCase();
-      const span = tracer.startSpan(operation ?? 'postgresql', {
-        kind: SpanKind.CLIENT,
-        attributes: operation ? { ...common, [ATTR_DB_OPERATION_NAME]: operation } : common,
-      });
-      // Ended as the connection settles the query, before the awaiting code resumes. The text is
-      // the one sent: values are $n parameters, never in it.
-      const end = () => {
-        if (q.string) span.setAttribute(ATTR_DB_QUERY_TEXT, q.string);
-        span.end();
-      };
-      const { resolve, reject } = q;
-      q.resolve = (result) => { end(); resolve(result); };
-      q.reject = (err) => {
+  };
+  return ({ operation, text }) => {
+    const span = tracer.startSpan(operation ?? 'postgresql', {
+      kind: SpanKind.CLIENT,
+      attributes: operation ? { ...common, [ATTR_DB_OPERATION_NAME]: operation } : common,
+    });
+    return (err) => {
+      if (err !== undefined) {
         const { code, message } = (err ?? {}) as { code?: unknown; message?: string };
         if (typeof code === 'string') span.setAttributes({ [ATTR_DB_RESPONSE_STATUS_CODE]: code, [ATTR_ERROR_TYPE]: code });
         span.setStatus({ code: SpanStatusCode.ERROR, message });
-        end();
-        reject(err);
-      };
-      return send.call(this, q);
+      }
+      const sent = text();
+      if (sent) span.setAttribute(ATTR_DB_QUERY_TEXT, sent);
+      span.end();
     };
-    return query;
   };
-  // sql.begin(fn) and tx.savepoint(fn) hand `fn` a new sql of the transaction: spanned as well.
-  const spannedScope = (begin: (...a: unknown[]) => unknown) => (...args: unknown[]) => {
-    const fn = args.pop() as (tx: TxSql) => unknown;
-    return begin(...args, (tx: TxSql) => fn(spannedSql(tx, tracer, common)));
-  };
-  return new Proxy(sql, {
-    apply(target, self, args: unknown[]) {
-      const made = Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args);
-      // A tagged template makes a Query (or a fragment, which never runs); sql('name') an identifier.
-      return Array.isArray((args[0] as { raw?: unknown } | undefined)?.raw) ? spanned(made as SentQuery) : made;
-    },
-    get(target, key, receiver) {
-      const value = Reflect.get(target, key, receiver);
-      if (typeof value !== 'function') return value;
-      if (key === 'unsafe') return (...a: unknown[]) => spanned(value.apply(target, a));
-      if (key === 'begin' || key === 'savepoint') return spannedScope(value.bind(target));
-      return value;
-    },
-  });
 }

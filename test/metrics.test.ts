@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { createSql } from '../src/db/client.js';
+import { observedSql } from '../src/db/observe.js';
 import { Metrics } from '../src/metrics.js';
 import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
 
@@ -98,6 +99,11 @@ t.test('GET /metrics: requests by route template, the pools, what was written, t
     }
   }
   t.ok(value(all, 'db_pool_connections', { pool: 'writes', state: 'idle' })! >= 1, 'the writes made a connection');
+  t.equal(value(all, 'db_query_duration_seconds_count', { pool: 'reads', operation: 'SELECT', outcome: 'ok' }), 2,
+    'the two loads, one statement each');
+  t.ok(value(all, 'db_query_duration_seconds_count', { pool: 'writes', operation: 'WITH', outcome: 'ok' })! >= 1);
+  t.notOk(all.some((s) => s.name === 'db_query_duration_seconds_count' && s.labels.pool === 'health'),
+    'health probes are not timed');
   t.type(value(all, 'process_cpu_user_seconds_total'), 'number', "Node's default metrics");
   t.type(value(all, 'nodejs_heap_size_used_bytes'), 'number');
 });
@@ -130,6 +136,24 @@ t.test('the pool gauges count a transaction\'s connection and the statements que
   t.equal(value(after, 'db_pool_waiting_queries', { pool: 'solo' }), 0);
   t.equal(value(after, 'db_pool_connections', { pool: 'solo', state: 'reserved' }), 0);
   t.equal(value(after, 'db_pool_connections', { pool: 'solo', state: 'idle' }), 1);
+});
+
+t.test('db_query_duration_seconds: every statement sent, by operation and outcome; fragments are not statements', async (t) => {
+  const pool = createSql(await freshDatabase(t), { max: 2 });
+  t.teardown(() => pool.end({ timeout: 1 }));
+  const metrics = new Metrics({ p: pool }, 1);
+  const sql = observedSql(pool, [metrics.statementTimer('p')]);
+  const fragment = sql`AND 1 = ${1}`;
+  t.same(await sql`SELECT 1 AS one WHERE true ${fragment}`, [{ one: 1 }]);
+  await t.rejects(sql`SELECT 1 / 0`, { code: '22012' });
+  await sql.begin(async (tx) => { await tx`SELECT 2`; await tx`SELECT 3`; });
+  await sql.unsafe('UPDATE pg_class SET relname = relname WHERE false');
+  const all = samples(await metrics.registry.metrics());
+  t.equal(value(all, 'db_query_duration_seconds_count', { pool: 'p', operation: 'SELECT', outcome: 'ok' }), 3,
+    'one plain, two in the transaction (its BEGIN and COMMIT are not observed)');
+  t.equal(value(all, 'db_query_duration_seconds_count', { pool: 'p', operation: 'SELECT', outcome: 'error' }), 1);
+  t.equal(value(all, 'db_query_duration_seconds_count', { pool: 'p', operation: 'UPDATE', outcome: 'ok' }), 1);
+  t.equal(all.filter((s) => s.name === 'db_query_duration_seconds_count').length, 3);
 });
 
 t.test('METRICS_ENABLED=false: no /metrics route and nothing measured', async (t) => {
