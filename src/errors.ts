@@ -33,10 +33,16 @@ export const unavailable = (detail: string) =>
   new HttpProblem(503, 'unavailable', 'Service Unavailable', detail, undefined, { 'retry-after': '1' });
 
 /** A request past REQUEST_TIMEOUT_MS (src/db/work.ts cancels its statements). */
-export const deadlineExceeded = (ms: number) =>
+/**
+ * 503 past a request's deadline. `maybeApplied`: a write statement of it was already in
+ * PostgreSQL's hands and could not be cancelled, so the answer cannot say it was not applied.
+ */
+export const deadlineExceeded = (ms: number, maybeApplied = false) =>
   new HttpProblem(503, 'deadline-exceeded', 'Service Unavailable',
-    `The request did not complete within ${ms} ms (REQUEST_TIMEOUT_MS); nothing of it was written after this answer. ` +
-    'Retry shortly.', undefined, { 'retry-after': '1' });
+    `The request did not complete within ${ms} ms (REQUEST_TIMEOUT_MS); ` + (maybeApplied
+      ? 'a statement of it was already running in PostgreSQL and may still be applied: load the state (its version) ' +
+        'before retrying, or retry with If-Match.'
+      : 'nothing of it was written after this answer. Retry shortly.'), undefined, { 'retry-after': '1' });
 
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT',

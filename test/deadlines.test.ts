@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import t from 'tap';
+import { createSql } from '../src/db/client.js';
+import { RequestWork } from '../src/db/work.js';
 import { buildTestApp, json, stateBody, type TestApp } from './helper.js';
 
 type Holder = { release: () => Promise<void> };
@@ -146,4 +148,35 @@ t.test('a client that goes away: its waiting write is cancelled and does not lan
   t.equal((await app.inject({ url: `/v1/workflows/${id}` })).headers.etag, '"1"', 'the abandoned write did not land');
   const next = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'failed' }) });
   t.equal(next.statusCode, 200, 'the write pool\'s one connection serves the next write');
+});
+
+t.test('at the deadline, a statement running is cancelled; one pipelined behind another request\'s is left to end', async (t) => {
+  // One connection shared by two requests' statements, as postgres.js pipelines them on a busy
+  // pool. A cancel would reach whatever the connection runs when it arrives, so the pipelined
+  // statement is not cancelled: it ends with its own answer, and the other request's is untouched.
+  const { url } = await buildTestApp(t);
+  const sql = createSql(url, { max: 1 });
+  t.teardown(() => sql.end({ timeout: 1 }));
+  await sql`SELECT 1`;
+
+  const other = sql`SELECT pg_sleep(0.3), 'other' AS who`.execute(); // another request's, running
+  const work = new RequestWork(60_000);
+  const mine = work.track(sql)`SELECT 'mine' AS who`.execute(); // pipelined behind it
+  await new Promise((r) => setTimeout(r, 50));
+  work.expire();
+  t.equal(work.uncancelled.size, 1, 'the pipelined statement is left to run, and recorded');
+  t.same((await other).map((r) => r.who), ['other'], 'the other request\'s statement was not cancelled');
+  t.same(await mine, [{ who: 'mine' }], 'the pipelined statement ended with its own answer');
+  await new Promise((r) => setImmediate(r));
+  t.equal(work.uncancelled.size, 0);
+  t.throws(() => work.track(sql)`SELECT 1`, { code: 'deadline-exceeded' }, 'no statement starts after the deadline');
+
+  // Alone on the connection, the running statement is cancelled in PostgreSQL.
+  const alone = new RequestWork(60_000);
+  const running = alone.track(sql)`SELECT pg_sleep(5)`.execute();
+  await new Promise((r) => setTimeout(r, 100));
+  alone.expire();
+  await t.rejects(running, { code: '57014' });
+  t.equal(alone.uncancelled.size, 0);
+  t.same(await sql`SELECT 2 AS two`, [{ two: 2 }], 'the connection is in step');
 });

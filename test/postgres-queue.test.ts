@@ -113,3 +113,31 @@ t.test('a saturated pool answers every query with its own result', async (t) => 
   t.equal(done, 4000);
   t.equal(wrong, 0);
 });
+
+t.test('a statement cancelled while pipelined behind another takes its own answer; the connection stays in step', async (t) => {
+  // One connection: the three statements are pipelined on it, and the second is cancelled while
+  // the first runs. postgres.js 3.4.9 dropped it from the connection's queue of sent statements
+  // while PostgreSQL still answered it, so every later statement on the connection got the answer
+  // of the one before it: a RangeError on a row of another width, or another statement's rows.
+  // Patched, it takes its own answer: its rows, or 57014 when the cancel reaches it. The cancel
+  // goes out as it becomes current, when PostgreSQL may have moved on to the third, which may then
+  // be the one cancelled (why the service never cancels a pipelined statement: src/db/work.ts).
+  const sql = createSql(await freshDatabase(t), { max: 1 });
+  t.teardown(() => sql.end({ timeout: 1 }));
+  await sql`SELECT 1`; // connected
+  const settled = (q: PromiseLike<unknown>) => Promise.resolve(q).then((rows) => rows, (err: { code?: string }) => err.code);
+  for (let round = 0; round < 5; round++) {
+    const first = sql`SELECT pg_sleep(0.2), 1 AS a`.execute();
+    const second = sql`SELECT 2 AS b, 3 AS c, 'x' AS d`.execute();
+    const third = sql`SELECT 4 AS e`.execute();
+    await new Promise((r) => setTimeout(r, 50));
+    second.cancel();
+    t.same((await first).map((r) => r.a), [1], `round ${round}: the first statement's own row`);
+    const s2 = await settled(second);
+    t.ok(s2 === '57014' || JSON.stringify(s2) === '[{"b":2,"c":3,"d":"x"}]', `round ${round}: the second's own answer or 57014`);
+    const s3 = await settled(third);
+    t.ok(s3 === '57014' || JSON.stringify(s3) === '[{"e":4}]', `round ${round}: the third's own answer or 57014`);
+    await new Promise((r) => setTimeout(r, 100)); // the cancel request has landed
+    t.same(await sql`SELECT 5 AS f`, [{ f: 5 }], `round ${round}: the connection is in step afterwards`);
+  }
+});

@@ -22,9 +22,15 @@ declare module 'fastify' {
  */
 const OVERDUE_GRACE_MS = 1000;
 
-/** A postgres.js query as this module sees it: `executed` once sent to the pool, `canceller` until cancelled. */
-interface TrackedQuery {
+/**
+ * A postgres.js query as this module sees it: `executed` once handed to the pool, `state` once
+ * written to a connection, `active` once it is the connection's current statement, `canceller`
+ * until cancelled.
+ */
+interface TrackedQuery extends PromiseLike<unknown> {
   executed: boolean;
+  state: unknown;
+  active?: boolean;
   canceller: ((q: TrackedQuery) => Promise<void>) | null;
 }
 
@@ -38,6 +44,8 @@ const WORK = Symbol('work');
 export class RequestWork {
   expired = false;
   finished = false;
+  /** Statements the deadline could not cancel, while they have not ended. */
+  readonly uncancelled = new Set<TrackedQuery>();
   private readonly queries = new Set<TrackedQuery>();
   private timer?: NodeJS.Timeout;
 
@@ -78,11 +86,22 @@ export class RequestWork {
    * one running is cancelled by PostgreSQL (its transaction rolls back). A statement that already
    * finished is left alone; a COMMIT, which postgres.js makes itself, is never cancelled, so a
    * request whose transaction committed in time is answered as it succeeded.
+   *
+   * A statement written to a connection behind another one (postgres.js pipelines statements of
+   * several requests on a busy connection) is left to run: PostgreSQL cancels whatever a
+   * connection runs when the cancel arrives, which by then may be the statement of another
+   * request. It is recorded in `uncancelled` until it ends.
    */
   expire() {
     this.expired = true;
     for (const q of this.queries) {
       if (!q.executed || !q.canceller) continue;
+      if (q.state && !q.active) {
+        this.uncancelled.add(q);
+        const ended = () => { this.uncancelled.delete(q); };
+        q.then(ended, ended);
+        continue;
+      }
       // Query.cancel() drops the promise that the cancel request makes; it is caught here instead
       // (with PostgreSQL gone the cancel request fails, and so does the statement).
       const cancel = q.canceller;
@@ -126,7 +145,7 @@ export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; wr
     work.start(() => {
       if (reply.sent) return;
       if (!read) req.log.error({ timeout_ms: work.timeoutMs }, 'request overdue: cancelled statements did not end; answering 503');
-      void sendProblem(req, reply, deadlineExceeded(work.timeoutMs));
+      void sendProblem(req, reply, deadlineExceeded(work.timeoutMs, work.uncancelled.size > 0));
     }, read ? 0 : OVERDUE_GRACE_MS);
     done();
   });
