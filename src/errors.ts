@@ -169,7 +169,9 @@ export function registerErrorHandling(app: FastifyInstance) {
     // Past its deadline a request's statements were cancelled: whatever failed, that is why.
     if (req.work?.expired && !(problem && problem.status < 500)) problem = deadlineExceeded(req.work.timeoutMs);
     if (problem) {
-      if (problem.status >= 500) req.log.error({ err }, 'request failed');
+      // A client that went away had its write cancelled: what it asked for, not a failure.
+      if (req.work?.abandoned) req.log.info({ code: problem.code }, 'client closed the connection: its write was cancelled');
+      else if (problem.status >= 500) req.log.error({ err }, 'request failed');
       return sendProblem(req, reply, problem);
     }
     req.log.error({ err }, 'unhandled error');

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
 import postgres from 'postgres';
 import t from 'tap';
 import { createSql } from '../src/db/client.js';
 import { RequestWork } from '../src/db/work.js';
+import { createLogger } from '../src/logger.js';
 import { buildTestApp, json, stateBody, type TestApp } from './helper.js';
 
 type Holder = { release: () => Promise<void> };
@@ -129,7 +132,10 @@ t.test('REQUEST_TIMEOUT_MS: a write past its deadline answers 503 and does not l
 });
 
 t.test('a client that goes away: its waiting write is cancelled and does not land', async (t) => {
-  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '1', DATABASE_LOCK_TIMEOUT_MS: '20000' });
+  const lines: { level: number; msg: string }[] = [];
+  const sink = new Writable({ write(chunk, _enc, done) { lines.push(...chunk.toString().split('\n').filter(Boolean).map((l: string) => JSON.parse(l))); done(); } });
+  const { app, url } = await buildTestApp(t, { DATABASE_POOL_MAX: '1', DATABASE_LOCK_TIMEOUT_MS: '20000' }, {},
+    { logger: createLogger('info', sink) as FastifyBaseLogger });
   const id = await createState(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -148,6 +154,8 @@ t.test('a client that goes away: its waiting write is cancelled and does not lan
   t.equal((await app.inject({ url: `/v1/workflows/${id}` })).headers.etag, '"1"', 'the abandoned write did not land');
   const next = await app.inject({ method: 'PATCH', url: `/v1/workflows/${id}`, ...json({ status: 'failed' }) });
   t.equal(next.statusCode, 200, 'the write pool\'s one connection serves the next write');
+  t.ok(lines.some((l) => l.level === 30 && l.msg === 'client closed the connection: its write was cancelled'));
+  t.same(lines.filter((l) => l.level >= 50), [], 'a client going away is not logged as a failure');
 });
 
 t.test('at the deadline, a statement running is cancelled; one pipelined behind another request\'s is left to end', async (t) => {

@@ -44,6 +44,8 @@ const WORK = Symbol('work');
 export class RequestWork {
   expired = false;
   finished = false;
+  /** The client closed the connection before the answer: its statements were cancelled for that. */
+  abandoned = false;
   /** Statements the deadline could not cancel, while they have not ended. */
   readonly uncancelled = new Set<TrackedQuery>();
   private readonly queries = new Set<TrackedQuery>();
@@ -136,7 +138,10 @@ export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; wr
     if (!read) {
       reply.raw.once('close', () => {
         if (work.finished) return;
-        if (!reply.raw.writableFinished) work.expire();
+        if (!reply.raw.writableFinished) {
+          work.abandoned = true;
+          work.expire();
+        }
         work.finish();
       });
     }
