@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import t from 'tap';
-import { buildTestApp, json, stateBody, type TestApp } from './helper.js';
+import { buildTestApp, json, prepare, stateBody, type TestApp } from './helper.js';
 
 type Holder = { release: () => Promise<void> };
 
 /** Another client holding a lock in an open transaction until release(): `lockSql` runs first. */
 async function holdLock(t: { teardown(fn: () => unknown): void }, url: string, lockSql: string): Promise<Holder> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = postgres(url, { max: 1, prepare, onnotice: () => {} });
   let release!: () => void;
   const released = new Promise<void>((r) => { release = r; });
   let locked!: () => void;

@@ -6,11 +6,11 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { createSql, transaction } from '../src/db/client.js';
 import { fromDatabaseError } from '../src/errors.js';
-import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
+import { buildTestApp, freshDatabase, json, prepare, stateBody } from './helper.js';
 
 t.test('a transaction aborted as a deadlock runs again, and takes effect once', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 4 });
+  const sql = createSql(url, { max: 4, prepare });
   t.teardown(() => sql.end({ timeout: 5 }));
   await sql`CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)`;
   await sql`INSERT INTO pair VALUES (1, 0), (2, 0)`;
