@@ -1,9 +1,14 @@
 import { spawn } from 'node:child_process';
 
-/** Runs tap with `args` and `env` on top of this process's; its exit code, after one plain "N passed, N failed" line. */
+/**
+ * Runs tap with `args` and `env` on top of this process's; its exit code, after one plain
+ * "N passed, N failed" line. TEST_RUNNER_NODE lets test/runtime.test.ts check that the workers run
+ * on this Node.
+ */
 export async function runTap(args: string[], env: Record<string, string>): Promise<number> {
+  process.stderr.write(`# Node ${process.version}\n`);
   const tap = spawn('npx', ['tap', ...args], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, TEST_RUNNER_NODE: process.version, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let tail = '';
