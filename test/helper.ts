@@ -87,16 +87,19 @@ export async function buildTestApp(
   const config = loadConfig({ ...base, DATABASE_URL: url });
   const settings = sessionTimeouts(config);
   const sql = createSql(url, { max: config.DATABASE_POOL_MAX, settings, prepare: config.DATABASE_PREPARE });
-  const migrations = await loadMigrations();
-  await migrate(sql, migrations);
   // Writes on a pool of their own, as server.ts makes them.
   const writeSql = createSql(url, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes',
     settings, prepare: config.DATABASE_PREPARE });
-  const app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version });
+  // Ended even when buildApp throws: an idle connection left open (through a pooler, which keeps it
+  // when the database is dropped) holds the test process for postgres.js's idle_timeout.
+  let app: FastifyInstance | undefined;
   t.teardown(async () => {
-    await app.close();
+    await app?.close();
     await Promise.all([sql.end({ timeout: 5 }), writeSql.end({ timeout: 5 })]);
   });
+  const migrations = await loadMigrations();
+  await migrate(sql, migrations);
+  app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version });
   return { app, sql, url, config };
 }
 
