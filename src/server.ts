@@ -67,6 +67,7 @@ async function main() {
   const migrations = await loadMigrations();
   try {
     await waitForDatabase(sql, config.DATABASE_CONNECT_TIMEOUT_S, logger);
+    if (!prepare) await warnOfUnsetTimeouts(sql, settings, logger);
     const { applied, schemaVersion } = await migrate(sql, migrations);
     logger.info({ applied, schema_version: schemaVersion }, applied.length ? 'migrations applied' : 'schema up to date');
   } catch (err) {
@@ -108,6 +109,24 @@ async function main() {
 class DatabaseUnreachable extends Error {}
 
 /**
+ * Without DATABASE_PREPARE the sessions' timeouts are not sent (a transaction pooler refuses them):
+ * they are whatever the role or database gives the server connections. One warning when they are
+ * not the configured ones, naming the statements that make them so.
+ */
+async function warnOfUnsetTimeouts(sql: Sql, wanted: Record<string, string>, logger: Logger) {
+  // pg_settings gives these in milliseconds, as the configuration does.
+  const rows = await sql<{ name: string; setting: string; role: string }[]>`
+    SELECT name, setting, quote_ident(current_user) AS role FROM pg_settings WHERE name IN ${sql(Object.keys(wanted))}`;
+  const differ = Object.keys(wanted).flatMap((name) => rows.filter((r) => r.name === name && r.setting !== wanted[name]));
+  if (!differ.length) return;
+  const ms = (v: string) => (Number(v) % 1000 === 0 ? `${Number(v) / 1000}s` : `${v}ms`);
+  const fix = differ.map((r) => `ALTER ROLE ${r.role} SET ${r.name} = '${ms(wanted[r.name]!)}';`).join(' ');
+  logger.warn({ effective: Object.fromEntries(differ.map((r) => [r.name, r.setting])), wanted },
+    `DATABASE_PREPARE=false: the sessions' timeouts are not sent at connect time and PostgreSQL's differ from the ` +
+    `configured ones; set them on the role (new server connections pick them up): ${fix}`);
+}
+
+/**
  * Waits for the database at boot, trying again with a growing pause (0.25 s to 5 s) for up to
  * `timeoutS` seconds, so a service started before its database (compose, a rollout) comes up with it.
  */
@@ -119,6 +138,12 @@ async function waitForDatabase(sql: Sql, timeoutS: number, logger: Logger) {
       return;
     } catch (err) {
       const reason = (err as Error).message || (err as { code?: string }).code || String(err);
+      // PgBouncer refuses a session setting sent at connect time with 08P01 (which is otherwise
+      // transient): a configuration that waiting does not fix. Its message is all that tells them apart.
+      if (/unsupported startup parameter/.test(reason)) {
+        throw new DatabaseUnreachable(`The database refused the session settings sent at connect time (${reason}): ` +
+          'behind a transaction-mode pooler (PgBouncer) set DATABASE_PREPARE=false, and the timeouts on the role.');
+      }
       if (fromDatabaseError(err)?.status !== 503) {
         throw new DatabaseUnreachable(`The database refused the service (${reason}): check DATABASE_URL.`);
       }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
-import { freshDatabase } from './helper.js';
+import { freshDatabase, prepare } from './helper.js';
 import { freePort } from './support/database.js';
 import { type Server, startServer } from './support/server.js';
 
@@ -34,7 +34,7 @@ t.test('three replicas started at once on an empty database all come up, then dr
   t.equal(applied, 1, 'exactly one replica applied the migrations');
   t.equal(upToDate, 2, 'the others found the schema up to date');
 
-  const sql = createSql(url, { max: 1 });
+  const sql = createSql(url, { max: 1, prepare });
   t.teardown(() => sql.end());
   const rows = await sql`SELECT name FROM schema_migrations ORDER BY version`;
   t.same(rows.map((r) => r.name), (await loadMigrations()).map((m) => m.name));
@@ -72,7 +72,7 @@ t.test('three replicas started at once on an empty database all come up, then dr
 
 t.test('concurrent migrate() calls serialise on the advisory lock', async (t) => {
   const url = await freshDatabase(t);
-  const pools = [0, 1, 2, 3].map(() => createSql(url, { max: 1 }));
+  const pools = [0, 1, 2, 3].map(() => createSql(url, { max: 1, prepare }));
   t.teardown(() => Promise.all(pools.map((p) => p.end())));
   const migrations = await loadMigrations();
   const results = await Promise.all(pools.map((p) => migrate(p, migrations)));
@@ -82,7 +82,7 @@ t.test('concurrent migrate() calls serialise on the advisory lock', async (t) =>
 
 t.test('an applied migration that was edited stops boot with a clear message', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 1 });
+  const sql = createSql(url, { max: 1, prepare });
   t.teardown(() => sql.end());
   const migrations = await loadMigrations();
   await migrate(sql, migrations);
@@ -101,7 +101,7 @@ t.test('an applied migration that was edited stops boot with a clear message', a
 
 t.test('a database of a pre-release 0.1 build is refused at boot with a message to recreate it', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 1 });
+  const sql = createSql(url, { max: 1, prepare });
   t.teardown(() => sql.end());
   const migrations = await loadMigrations();
   // What a 0.1 build left: the seed's schema, then its own 0002-0006 (only the records matter here).

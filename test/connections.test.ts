@@ -7,7 +7,7 @@ import { loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
 import { createLogger } from '../src/logger.js';
-import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
+import { buildTestApp, freshDatabase, json, prepare, stateBody } from './helper.js';
 
 const ID = '55555555-2222-4333-8444-555555555555';
 const PROBLEM_TYPE = /^urn:workflow-state:problem:[a-z-]+$/;
@@ -308,7 +308,7 @@ t.test('logs carry no query string and no raw request bytes', async (t) => {
     },
   });
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 2 });
+  const sql = createSql(url, { max: 2, prepare });
   const migrations = await loadMigrations();
   await migrate(sql, migrations);
   const app = await buildApp(loadConfig({}), {

@@ -6,13 +6,13 @@ import t from 'tap';
 import { createSql } from '../src/db/client.js';
 import { RequestWork } from '../src/db/work.js';
 import { createLogger } from '../src/logger.js';
-import { buildTestApp, json, stateBody, type TestApp } from './helper.js';
+import { buildTestApp, json, prepare, stateBody, type TestApp } from './helper.js';
 
 type Holder = { release: () => Promise<void> };
 
 /** Another client holding a lock in an open transaction until release(): `lockSql` runs first. */
 async function holdLock(t: { teardown(fn: () => unknown): void }, url: string, lockSql: string): Promise<Holder> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = postgres(url, { max: 1, prepare, onnotice: () => {} });
   let release!: () => void;
   const released = new Promise<void>((r) => { release = r; });
   let locked!: () => void;

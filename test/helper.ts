@@ -23,12 +23,27 @@ function cluster(t: Teardown) {
   return server;
 }
 
+/**
+ * Named prepared statements in the tests' own pools: DATABASE_PREPARE from the environment, as the
+ * service reads it (false when `npm run test:system` runs the tests through PgBouncer).
+ */
+export const prepare = loadConfig({ DATABASE_PREPARE: process.env.DATABASE_PREPARE }).DATABASE_PREPARE;
+
 export interface DatabaseOptions {
   /** Create it with an ICU collation (a language's order, not the bytes' order of the C locale). */
   icuLocale?: string;
+  /**
+   * Defaults of its sessions (ALTER DATABASE ... SET), for pools that cannot send them when they
+   * connect: behind a transaction-mode pooler they come from the database or role, not the client.
+   */
+  settings?: Record<string, string>;
 }
 
-/** A fresh, empty database for one test file, dropped at the end. */
+/**
+ * A fresh, empty database for one test file, dropped at the end. It is made and dropped on the
+ * cluster directly; the URL returned goes through TEST_POOLER_URL (a PgBouncer in front of that
+ * cluster, from `npm run test:system`) when set, so the app and the test's own clients use the pooler.
+ */
 export async function freshDatabase(t: Teardown, opts: DatabaseOptions = {}): Promise<string> {
   const { url } = await cluster(t);
   const name = `wss_test_${randomBytes(6).toString('hex')}`;
@@ -39,11 +54,14 @@ export async function freshDatabase(t: Teardown, opts: DatabaseOptions = {}): Pr
   } else {
     await admin`CREATE DATABASE ${admin(name)}`;
   }
+  for (const [setting, value] of Object.entries(opts.settings ?? {})) {
+    await admin`ALTER DATABASE ${admin(name)} SET ${admin(setting)} = ${admin.unsafe(String(Number(value)))}`;
+  }
   t.teardown(async () => {
     await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
     await admin.end();
   });
-  const u = new URL(url);
+  const u = new URL(process.env.TEST_POOLER_URL || url);
   u.pathname = `/${name}`;
   return u.toString();
 }
@@ -62,19 +80,27 @@ export async function buildTestApp(
   db: DatabaseOptions = {},
   deps: Pick<AppDeps, 'logger' | 'tracing'> = {},
 ): Promise<TestApp> {
-  const url = await freshDatabase(t, db);
-  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', DATABASE_POOL_MAX: '10', ...env });
-  const sql = createSql(url, { max: config.DATABASE_POOL_MAX, settings: sessionTimeouts(config) });
-  const migrations = await loadMigrations();
-  await migrate(sql, migrations);
+  const base = { LOG_LEVEL: 'silent', DATABASE_POOL_MAX: '10', DATABASE_PREPARE: String(prepare), ...env };
+  const pooled = !loadConfig(base).DATABASE_PREPARE;
+  // Without prepare (a transaction pooler) the pools send no settings: the database has them, as a
+  // role would in production (README, Behind PgBouncer).
+  const url = await freshDatabase(t, { ...db, settings: pooled ? sessionTimeouts(loadConfig(base)) : undefined });
+  const config = loadConfig({ ...base, DATABASE_URL: url });
+  const settings = sessionTimeouts(config);
+  const sql = createSql(url, { max: config.DATABASE_POOL_MAX, settings, prepare: config.DATABASE_PREPARE });
   // Writes on a pool of their own, as server.ts makes them.
   const writeSql = createSql(url, { max: config.DATABASE_POOL_MAX, applicationName: 'workflow-state-service/writes',
-    settings: sessionTimeouts(config) });
-  const app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version, ...deps });
+    settings, prepare: config.DATABASE_PREPARE });
+  // Ended even when buildApp throws: an idle connection left open (through a pooler, which keeps it
+  // when the database is dropped) holds the test process for postgres.js's idle_timeout.
+  let app: FastifyInstance | undefined;
   t.teardown(async () => {
-    await app.close();
+    await app?.close();
     await Promise.all([sql.end({ timeout: 5 }), writeSql.end({ timeout: 5 })]);
   });
+  const migrations = await loadMigrations();
+  await migrate(sql, migrations);
+  app = await buildApp(config, { sql, writeSql, schemaVersion: migrations.at(-1)!.version, ...deps });
   return { app, sql, url, config };
 }
 

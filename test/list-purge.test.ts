@@ -7,7 +7,7 @@ import { loadMigrations } from '../src/db/migrate.js';
 import { stateOf } from '../src/repositories/render.js';
 import { DEFAULT_TENANT } from '../src/auth.js';
 import { insertStates } from '../src/repositories/workflows.js';
-import { buildTestApp, json, stateBody } from './helper.js';
+import { buildTestApp, json, prepare, stateBody } from './helper.js';
 
 /** A deterministic uuid: the order of these ids is the order of n (PostgreSQL compares uuids byte-wise). */
 const uid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
@@ -253,7 +253,7 @@ t.test('GET /v1/workflows: one SQL statement per page, whatever the number of ma
   // statement sent. One connection, so its start-up statements are over after the warm-up request.
   const statements: string[] = [];
   const counted = postgres(url, {
-    max: 1, onnotice: () => {}, connection: { TimeZone: 'UTC' },
+    max: 1, prepare, onnotice: () => {}, connection: { TimeZone: 'UTC' },
     debug: (_conn: number, query: string) => { statements.push(query); },
   });
   const countedApp = await buildApp(config, { sql: counted, schemaVersion: (await loadMigrations()).at(-1)!.version });

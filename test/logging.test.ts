@@ -6,7 +6,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
-import { freshDatabase, stateBody } from './helper.js';
+import { freshDatabase, prepare, stateBody } from './helper.js';
 import { LOG_REDACT_PATHS } from '../src/logger.js';
 
 t.test('every log line of a request carries its id; the Authorization header is never logged', async (t) => {
@@ -23,7 +23,7 @@ t.test('every log line of a request carries its id; the Authorization header is 
   });
   const logger = pino({ level: 'info', redact: { paths: LOG_REDACT_PATHS, censor: '[redacted]' } }, sink);
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 2 });
+  const sql = createSql(url, { max: 2, prepare });
   const migrations = await loadMigrations();
   await migrate(sql, migrations);
   const app = await buildApp(loadConfig({}), {

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { createSql } from '../src/db/client.js';
-import { freshDatabase } from './helper.js';
+import { freshDatabase, prepare } from './helper.js';
 
 type QueueFactory = () => { push(x: unknown): unknown; shift(): unknown; remove(x: unknown): unknown; length: number };
 
@@ -98,7 +98,7 @@ t.test('a saturated pool scans a few slots per query, not one more per query, in
 
 t.test('a saturated pool answers every query with its own result', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 2 });
+  const sql = createSql(url, { max: 2, prepare });
   t.teardown(() => sql.end({ timeout: 5 }));
   let wrong = 0;
   let done = 0;

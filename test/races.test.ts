@@ -6,11 +6,11 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { createSql, transaction } from '../src/db/client.js';
 import { fromDatabaseError } from '../src/errors.js';
-import { buildTestApp, freshDatabase, json, stateBody } from './helper.js';
+import { buildTestApp, freshDatabase, json, prepare, stateBody } from './helper.js';
 
 t.test('a transaction aborted as a deadlock runs again, and takes effect once', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 4 });
+  const sql = createSql(url, { max: 4, prepare });
   t.teardown(() => sql.end({ timeout: 5 }));
   await sql`CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)`;
   await sql`INSERT INTO pair VALUES (1, 0), (2, 0)`;
@@ -20,14 +20,18 @@ t.test('a transaction aborted as a deadlock runs again, and takes effect once', 
   let release!: () => void;
   const bothHoldOne = new Promise<void>((r) => { release = r; });
   let attempts = 0;
-  const crosswise = (first: number, second: number) => transaction(sql, async (tx) => {
-    attempts++;
+  const runs: Promise<void>[] = [];
+  const crosswise = (run: number, first: number, second: number) => transaction(sql, async (tx) => {
+    // Run again, it waits for the other to commit: else, on a busy machine, it can take its first
+    // row back before the other (woken by the abort) takes it, and deadlock a second time.
+    if (++attempts === 3) await runs[1 - run];
     await tx`UPDATE pair SET n = n + 1 WHERE id = ${first}`;
     if (++arrived === 2) release();
     await bothHoldOne;
     await tx`UPDATE pair SET n = n + 1 WHERE id = ${second}`;
   });
-  await Promise.all([crosswise(1, 2), crosswise(2, 1)]);
+  runs.push(crosswise(0, 1, 2), crosswise(1, 2, 1));
+  await Promise.all(runs);
   t.equal(attempts, 3, 'PostgreSQL aborted one of the two, which ran again');
   t.same((await sql<{ n: number }[]>`SELECT n FROM pair ORDER BY id`).map((r) => r.n), [2, 2], 'each took effect once');
 

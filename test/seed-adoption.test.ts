@@ -4,7 +4,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations, migrate } from '../src/db/migrate.js';
-import { freshDatabase, json } from './helper.js';
+import { freshDatabase, json, prepare } from './helper.js';
 
 const seedSchema = readFileSync(new URL('./fixtures/seed-schema.sql', import.meta.url), 'utf8');
 const fixtureText = readFileSync(new URL('./fixtures/seed-workflow-state.json', import.meta.url), 'utf8');
@@ -12,7 +12,7 @@ const fixture = JSON.parse(fixtureText);
 
 t.test('a database the seed created is adopted in place on boot', async (t) => {
   const url = await freshDatabase(t);
-  const sql = createSql(url, { max: 2 });
+  const sql = createSql(url, { max: 2, prepare });
   t.teardown(() => sql.end());
 
   // The seed's schema and rows, written as the Rust crate writes them: JSON as TEXT, statuses lowercase.
