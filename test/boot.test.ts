@@ -59,8 +59,11 @@ t.test('three replicas started at once on an empty database all come up, then dr
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  // Still serving while draining (SHUTDOWN_DRAIN_S, 1 s here): only readiness has changed.
+  const duringDrain = await fetch(`http://127.0.0.1:${first!.port}/v1/workflows/${id}`).then((r) => r.status, () => 'closed');
   t.equal(writeStatus, 201);
   t.ok(sawDraining, 'readiness answered 503 after SIGTERM');
+  t.equal(duringDrain, 200, 'requests are still served while readiness is 503');
   t.equal(await first!.exited, 0, 'exits 0 after draining');
   t.match(first!.output(), /"msg":"stopped"/);
   const [kept] = await sql`SELECT length(doc->'context'->>'big') AS n FROM workflow_states WHERE id = ${id}`;
