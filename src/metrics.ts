@@ -25,8 +25,6 @@ function collectProcessMetrics(registry: Registry) {
 /** Seconds: from a cached load (under a millisecond) to the default request deadline (15 s). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15];
 
-export type WriteOperation = 'save' | 'patch' | 'step' | 'restore' | 'fork';
-
 /** The service's Prometheus series, in a registry of their own (GET /metrics). */
 export class Metrics {
   readonly registry = new Registry();
