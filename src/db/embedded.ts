@@ -54,13 +54,14 @@ interface RunAs { uid: number; gid: number }
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedPostgres> {
   const dataDir = resolve(opts.dataDir);
   const runAs = process.getuid?.() === 0 ? await osUser() : undefined;
+  // First: without the binaries (a production install) nothing else matters, and nothing is made.
+  const bin = await binaries(runAs, opts.onLog);
   await makeDir(dirname(dataDir));
   if (runAs) {
     await assertReachable(dirname(dataDir), runAs, `the data directory ${dataDir}`, `set EMBEDDED_PG_DIR to a ` +
       `directory it can reach (such as /var/lib/workflow-state-service/postgres), ${OR_YOUR_OWN}`);
   }
   await makeDir(dataDir, 0o700); // apart from its parents, which keep the usual mode
-  const bin = await binaries(runAs, opts.onLog);
   const password = existsSync(join(dataDir, 'PG_VERSION'))
     ? await readPassword(dataDir)
     : await initialise(dataDir, bin, runAs, opts.onLog);
