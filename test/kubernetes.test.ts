@@ -217,14 +217,16 @@ t.test('the Deployment\'s environment parses as the service\'s configuration', a
 t.test('NODE_OPTIONS caps the heap below the container\'s memory limit', async (t) => {
   t.equal(literal('NODE_OPTIONS'), '--max-old-space-size=384');
   t.same(container.resources, {
-    requests: { cpu: '250m', memory: '256Mi' },
-    limits: { cpu: '1', memory: '512Mi' },
+    requests: { cpu: '250m', memory: '384Mi' },
+    limits: { cpu: '1', memory: '768Mi' },
   });
-  // Node itself takes the option (it refuses one it does not know), and its heap fits the limit.
+  // Node itself takes the option (it refuses one it does not know), and its heap fits the limit
+  // with 128 MiB to spare for buffers and native memory. The heap's limit is the old space plus the
+  // young generation, which Node 24 makes up to 192 MiB (Node 20: 48): run on each Node of .ci/run.
   const heapLimit = Number(execFileSync(process.execPath,
     ['-p', 'require("node:v8").getHeapStatistics().heap_size_limit'],
     { env: { PATH: process.env.PATH, NODE_OPTIONS: literal('NODE_OPTIONS') }, encoding: 'utf8' }));
-  t.ok(heapLimit >= 384 * 2 ** 20 && heapLimit < 512 * 2 ** 20, `heap limit ${heapLimit} bytes`);
+  t.ok(heapLimit >= 384 * 2 ** 20 && heapLimit + 128 * 2 ** 20 <= 768 * 2 ** 20, `heap limit ${heapLimit} bytes on Node ${process.version}`);
 });
 
 t.test('the probes answer 200 on the container\'s port, which the Service targets', async (t) => {
