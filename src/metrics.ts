@@ -7,6 +7,7 @@ import type { StatementObserver } from './db/observe.js';
 import { SERVICE_VERSION } from './version.js';
 
 const require = createRequire(import.meta.url);
+type PoolStats = ReturnType<Sql['stats']>;
 type Collector = (registry: Registry, config: { eventLoopMonitoringPrecision: number }) => void;
 
 /**
@@ -78,7 +79,14 @@ export class Metrics {
    */
   constructor(pools: Record<string, Sql>, schemaVersion: number) {
     collectProcessMetrics(this.registry);
+    // Each pool's counts, read from postgres.js when scraped.
     const entries = Object.entries(pools);
+    const poolGauge = (name: string, help: string, read: (s: PoolStats) => number) => new Gauge({
+      name, help, labelNames: ['pool'] as const, registers: [this.registry],
+      collect() {
+        for (const [pool, sql] of entries) this.set({ pool }, read(sql.stats()));
+      },
+    });
     new Gauge({
       name: 'db_pool_connections',
       help: 'Connections of each PostgreSQL pool by state: idle, busy (running statements), reserved (in a transaction), connecting.',
@@ -91,24 +99,8 @@ export class Metrics {
         }
       },
     });
-    new Gauge({
-      name: 'db_pool_max_connections',
-      help: 'The most connections each PostgreSQL pool opens.',
-      labelNames: ['pool'] as const,
-      registers: [this.registry],
-      collect() {
-        for (const [pool, sql] of entries) this.set({ pool }, sql.stats().max);
-      },
-    });
-    new Gauge({
-      name: 'db_pool_waiting_queries',
-      help: 'Statements waiting for a connection of each PostgreSQL pool.',
-      labelNames: ['pool'] as const,
-      registers: [this.registry],
-      collect() {
-        for (const [pool, sql] of entries) this.set({ pool }, sql.stats().waiting);
-      },
-    });
+    poolGauge('db_pool_max_connections', 'The most connections each PostgreSQL pool opens.', (s) => s.max);
+    poolGauge('db_pool_waiting_queries', 'Statements waiting for a connection of each PostgreSQL pool.', (s) => s.waiting);
     new Gauge({
       name: 'workflow_state_schema_version',
       help: 'The database schema version this process runs on (the last migration applied at boot).',
