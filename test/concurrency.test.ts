@@ -196,11 +196,24 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     t.equal(starStep.statusCode, 201);
     t.equal(starStep.headers.etag, '"4"');
 
-    for (const tag of ['"abc"', 'abc', '3', '"-1"', '""', 'W/"4"', '"4.0"']) {
+    // Entity tags that can never match a version: strong comparison, so W/"4" too (RFC 9110).
+    for (const tag of ['"abc"', '"-1"', '""', 'W/"4"', '"4.0"', '"3", W/"4"']) {
       is412(t, await put(id, stateBody({ workflow_name: 'bad tag' }), { 'if-match': tag }));
       is412(t, await patch(id, { workflow_name: 'bad tag' }, { 'if-match': tag }));
       is412(t, await putStep(id, 'z', { status: 'failed' }, { 'if-match': tag }));
       is412(t, await del(id, { 'if-match': tag }));
+    }
+    // Not entity tags at all: a 400 naming the header and showing the form.
+    for (const tag of ['4', 'abc', '"4', '4"', '"4",5']) {
+      for (const res of [await put(id, stateBody({ workflow_name: 'no tag' }), { 'if-match': tag }),
+        await patch(id, { workflow_name: 'no tag' }, { 'if-match': tag }),
+        await putStep(id, 'z', { status: 'failed' }, { 'if-match': tag }),
+        await del(id, { 'if-match': tag })]) {
+        t.equal(res.statusCode, 400, `If-Match: ${tag}`);
+        t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+        t.match(res.json(), { detail: /If-Match takes entity tags: the version in double quotes \(If-Match: "3"\), or \*/,
+          errors: [{ path: 'headers.if-match', message: 'expected "<version>" in double quotes, or *' }] });
+      }
     }
     is412(t, await put(id, stateBody({ workflow_name: 'stale' }), { 'if-match': '"3"' }));
     is412(t, await put(id, stateBody({ workflow_name: 'ahead' }), { 'if-match': '"5"' }));

@@ -40,6 +40,10 @@ t.test('workflow states', async (t) => {
     t.equal(cached.body, '');
     const stale = await app.inject({ url: `/v1/workflows/${id}`, headers: { 'if-none-match': '"0"' } });
     t.equal(stale.statusCode, 200);
+    // If-None-Match compares weakly (RFC 9110): W/"1" names the same version, where If-Match would refuse it.
+    const weak = await app.inject({ url: `/v1/workflows/${id}`, headers: { 'if-none-match': 'W/"1"' } });
+    t.equal(weak.statusCode, 304);
+    t.equal(weak.headers.etag, '"1"');
   });
 
   t.test('PUT replaces: 200, version 2, steps absent from the body are deleted', async (t) => {

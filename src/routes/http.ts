@@ -25,9 +25,14 @@ function entityTags(header: string): string[] {
   return header.split(',').map((t) => t.trim()).filter(Boolean);
 }
 
+/** RFC 9110's entity-tag: an optional W/ and a double-quoted opaque tag. */
+const ENTITY_TAG = /^(W\/)?"[\x21\x23-\x7e\x80-\xff]*"$/;
+
 /**
  * The write precondition from If-Match, If-None-Match: * and a `version` in the body.
- * A tag that can never match a version (not a quoted integer) fails the write with 412.
+ * If-Match is compared strongly (RFC 9110): an entity tag that can never match a version (a weak
+ * W/"3", a quoted non-integer) fails the write with 412; a value that is not an entity tag at all
+ * (an unquoted 3) is a 400 that shows the form.
  */
 export function writeCondition(req: FastifyRequest, bodyVersion?: number, allowCreateOnly = false): WriteCondition {
   const ifMatch = req.headers['if-match'];
@@ -46,6 +51,10 @@ export function writeCondition(req: FastifyRequest, bodyVersion?: number, allowC
   let versions: number[] | undefined;
   if (ifMatch !== undefined) {
     const tags = entityTags(ifMatch);
+    if (tags.length === 0 || tags.some((t) => t !== '*' && !ENTITY_TAG.test(t))) {
+      throw badRequest(`If-Match takes entity tags: the version in double quotes (If-Match: "3"), or *; got ${ifMatch}.`,
+        [{ path: 'headers.if-match', message: 'expected "<version>" in double quotes, or *' }]);
+    }
     if (tags.includes('*')) {
       if (bodyVersion === undefined) return { kind: 'exists' };
     } else {

@@ -98,7 +98,9 @@ export const IdParams = z.strictObject({ id: Uuid });
 
 /** Optional conditional-request headers, listed so that Swagger UI offers them. */
 export const IfMatchHeaders = z.object({
-  'if-match': z.string().optional().meta({ description: 'Quoted version, e.g. "3": 412 unless it is the stored one.' }),
+  'if-match': z.string().optional().meta({ description: 'The version as an entity tag, in double quotes (`"3"`), ' +
+    'or `*`: 412 unless it is the stored one. Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches, 412; ' +
+    'a value that is not an entity tag (an unquoted `3`) is a 400.' }),
 });
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
