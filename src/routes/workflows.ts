@@ -51,7 +51,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
         '`version`) guards against lost updates; If-None-Match: * creates only. Accepts the Rust crate\'s serde JSON.',
       params: IdParams,
       headers: IfMatchHeaders.extend({
-        'if-none-match': z.string().optional().meta({ description: '* to create only: 412 when the state exists.' }),
+        'if-none-match': z.string().optional().meta({ description: '`*` creates only: 412 when the state exists.' }),
       }),
       body: WorkflowStateInput,
       response: { 200: WorkflowState, 201: WorkflowState, ...problemResponses(400, 412, 413, 415, 503) },
@@ -75,7 +75,9 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       tags: ['workflows'],
       summary: 'Load a workflow state with its steps',
       params: IdParams,
-      headers: z.object({ 'if-none-match': z.string().optional() }),
+      headers: z.object({ 'if-none-match': z.string().optional().meta({ description: 'ETags of copies the client ' +
+        'holds (`"3"`): 304 without a body when one names the stored version. Compared weakly (RFC 9110): `W/"3"` ' +
+        'matches too.' }) }),
       response: { 200: WorkflowState, 304: z.null().meta({ description: 'Not modified' }), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
