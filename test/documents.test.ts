@@ -129,7 +129,8 @@ t.test('pages and checkpoints embed the stored bytes as they are', async (t) => 
   const step = await app.inject({ method: 'PUT', url: `/v1/workflows/${id}/steps/a`, ...json(steps.a) });
   t.equal(step.statusCode, 200);
   const stored = JSON.parse((await app.inject({ url: `/v1/workflows/${id}` })).body);
-  t.equal(step.body, JSON.stringify(stored.steps.a), 'a step PUT answers the step as its state stores it');
+  t.equal(step.body, JSON.stringify({ ...stored.steps.a, version: stored.version }),
+    'a step PUT answers the step as its state stores it, and the state\'s new version');
 
   const preview = await app.inject({ method: 'POST', url: `/v1/checkpoints/${fields.id}/restore`, ...json({ mode: 'preview' }) });
   t.equal(preview.statusCode, 200);

@@ -200,7 +200,8 @@ export function saveStepState(
       version: stored.version + 1,
     }, stored.version);
     if (written === RACED) return RACED;
-    return { ok: true, created: !Object.hasOwn(stored.steps, stepId), version: written.version, body: JSON.stringify(step) };
+    return { ok: true, created: !Object.hasOwn(stored.steps, stepId), version: written.version,
+      body: JSON.stringify({ ...step, version: written.version }) };
   });
 }
 

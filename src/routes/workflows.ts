@@ -8,7 +8,7 @@ import {
   ACTIVE_STATUSES, IdParams, IfMatchHeaders, problemResponses, WORKFLOW_STATUSES,
 } from '../schemas/common.js';
 import {
-  ListWorkflowsQuery, StepParams, StepState, StepStateInput, WorkflowIdParams, WorkflowPatch, WorkflowState,
+  ListWorkflowsQuery, StepParams, StepStateInput, StepWritten, WorkflowIdParams, WorkflowPatch, WorkflowState,
   WorkflowStateInput, WorkflowStatePage,
 } from '../schemas/workflows.js';
 import {
@@ -116,7 +116,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       params: StepParams,
       headers: IfMatchHeaders,
       body: StepStateInput,
-      response: { 200: StepState, 201: StepState, ...problemResponses(400, 404, 412, 413, 415, 503) },
+      response: { 200: StepWritten, 201: StepWritten, ...problemResponses(400, 404, 412, 413, 415, 503) },
     },
   }, async (req, reply) => {
     const { id, step_id: stepId } = req.params;

@@ -84,6 +84,11 @@ export const StepState = z
 /** A step as stored in its state's document and answered: the service's one type of a step. */
 export type Step = z.infer<typeof StepState>;
 
+/** A step PUT's answer: the step, and its state's version after the write (the ETag's, in the body). */
+export const StepWritten = StepState.extend({
+  version: z.int().meta({ description: 'The state\'s version after this write, as in the ETag header.' }),
+}).meta({ id: 'StepWritten' });
+
 export const WorkflowState = z
   .object({
     id: z.string(),
