@@ -16,6 +16,8 @@ export class HttpProblem extends Error {
     detail: string,
     readonly errors?: FieldError[],
     readonly headers: Record<string, string> = {},
+    /** Members of the problem document beyond RFC 9457's (a 412's current `version`). */
+    readonly extensions: Record<string, unknown> = {},
   ) {
     super(detail);
   }
@@ -25,8 +27,11 @@ export const badRequest = (detail: string, errors?: FieldError[]) =>
   new HttpProblem(400, 'validation-failed', 'Bad Request', detail, errors);
 export const notFound = (detail: string) => new HttpProblem(404, 'not-found', 'Not Found', detail);
 export const conflict = (detail: string) => new HttpProblem(409, 'conflict', 'Conflict', detail);
-export const preconditionFailed = (detail: string) =>
-  new HttpProblem(412, 'precondition-failed', 'Precondition Failed', detail);
+/** 412; with the state's `current` version, when it exists, in the body and as the ETag. */
+export const preconditionFailed = (detail: string, current?: number) => current === undefined
+  ? new HttpProblem(412, 'precondition-failed', 'Precondition Failed', detail)
+  : new HttpProblem(412, 'precondition-failed', 'Precondition Failed', `${detail} It is at version ${current}.`, undefined,
+    { etag: `"${current}"` }, { version: current });
 export const unprocessable = (detail: string, errors?: FieldError[]) =>
   new HttpProblem(422, 'unprocessable', 'Unprocessable Content', detail, errors);
 export const unavailable = (detail: string) =>
@@ -93,7 +98,7 @@ export function problemDocument(p: HttpProblem, instance: string): Record<string
     instance,
   };
   if (p.errors) body.errors = p.errors;
-  return body;
+  return Object.assign(body, p.extensions);
 }
 
 export function sendProblem(req: FastifyRequest, reply: FastifyReply, p: HttpProblem) {

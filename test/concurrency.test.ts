@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import t, { type Test } from 'tap';
-import { buildTestApp, stateBody } from './helper.js';
+import { buildTestApp, json, stateBody } from './helper.js';
 
 type Res = LightMyRequestResponse;
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -246,6 +246,42 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     const gone = await del(id, { 'if-match': '"8"' });
     t.equal(gone.statusCode, 204);
     t.equal((await get(id)).statusCode, 404);
+  });
+
+  t.test('a stale If-Match on every write: 412 naming the current version, in the body and the ETag; nothing written', async (t) => {
+    const { id } = await create({ steps: { a: { status: 'running' } } });
+    t.equal((await patch(id, { workflow_name: 'v2' })).headers.etag, '"2"');
+    const cid = randomUUID();
+    const cp = await app.inject({ method: 'POST', url: `/v1/workflows/${id}/checkpoints`, ...json({ id: cid, step_id: 'a' }) });
+    t.equal(cp.statusCode, 201);
+    const restore = (headers: Record<string, string>) =>
+      app.inject({ method: 'POST', url: `/v1/checkpoints/${cid}/restore`, headers: { 'content-type': 'application/json', ...headers }, payload: '{"mode":"apply"}' });
+    const stale = { 'if-match': '"1"' };
+    const writes: Array<[string, () => Promise<Res>]> = [
+      ['PUT', () => put(id, stateBody({ workflow_name: 'stale' }), stale)],
+      ['PUT with a body version', () => put(id, stateBody({ workflow_name: 'stale', version: 1 }))],
+      ['PATCH', () => patch(id, { workflow_name: 'stale' }, stale)],
+      ['step PUT', () => putStep(id, 'a', { status: 'failed' }, stale)],
+      ['DELETE', () => del(id, stale)],
+      ['restore apply', () => restore(stale)],
+    ];
+    for (const [name, write] of writes) {
+      const res = await write();
+      const p = is412(t, res);
+      t.equal(p.version, 2, `${name}: the current version in the problem`);
+      t.equal(res.headers.etag, '"2"', `${name}: and as the ETag`);
+      t.match(p.detail, /It is at version 2\.$/, name);
+    }
+    const after = await load(id);
+    t.equal(after.version, 2, 'nothing was written');
+    t.equal(after.workflow_name, 'v2');
+    t.equal(after.steps.a.status, 'running');
+
+    // A state that does not exist has no version to name.
+    const absent = await put(randomUUID(), stateBody(), stale);
+    const p = is412(t, absent);
+    t.equal(p.version, undefined);
+    t.equal(absent.headers.etag, undefined);
   });
 
   t.test('without preconditions the last write wins', async (t) => {

@@ -20,10 +20,12 @@ const rawInt = (b: Buffer | null | undefined) => Number(rawText(b));
 
 /** Why a write did not happen; `taken`: the id is another tenant's state. */
 export type Refusal = 'precondition' | 'not-found' | 'taken';
-export type WriteOutcome = ({ ok: true; created: boolean } & StateDocument) | { ok: false; reason: Refusal };
+/** A write refused, with the state's version when it exists (a 412 says it). */
+export type Refused = { ok: false; reason: Refusal; current?: number };
+export type WriteOutcome = ({ ok: true; created: boolean } & StateDocument) | Refused;
 
-const refused = (cond: WriteCondition) =>
-  ({ ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition' }) as const;
+const refused = (cond: WriteCondition, current?: number): Refused =>
+  ({ ok: false, reason: cond.kind === 'any' ? 'not-found' : 'precondition', current });
 const meets = (cond: WriteCondition, version: number) => cond.kind !== 'version' || cond.versions.includes(version);
 
 /** An attempt at a write that found the state changed (or created) since it read it. */
@@ -128,7 +130,7 @@ export function saveWorkflowState(
     const now = nowTimestamp();
     if (stored && tenancy.sees !== null && stored.tenant !== tenancy.sees) return { ok: false, reason: 'taken' };
     if (stored) {
-      if (cond.kind === 'absent' || !meets(cond, stored.version)) return { ok: false, reason: 'precondition' };
+      if (cond.kind === 'absent' || !meets(cond, stored.version)) return { ok: false, reason: 'precondition', current: stored.version };
       const next = state(stored.version + 1, s.started_at ?? stored.started_at!, stored.later ? s.updated_at! : now);
       const written = await writeState(db, next, stored.version);
       return written === RACED ? RACED : { ok: true, created: false, ...written };
@@ -151,7 +153,7 @@ export function patchWorkflowState(
 ): Promise<WriteOutcome> {
   return rewrite(db, async (db, lock): Promise<WriteOutcome | typeof RACED> => {
     const stored = await storedState(db, tenant, id, lock);
-    if (!stored || !meets(cond, stored.version)) return refused(cond);
+    if (!stored || !meets(cond, stored.version)) return refused(cond, stored?.version);
     const now = nowTimestamp();
     const finishing = (p.status === 'completed' || p.status === 'failed') && p.completed_at === undefined;
     const steps = { ...stored.steps };
@@ -178,7 +180,7 @@ export function patchWorkflowState(
 
 export type StepWriteOutcome =
   | { ok: true; created: boolean; version: number; body: string }
-  | { ok: false; reason: Refusal };
+  | Refused;
 
 /** Puts one step into a state's document and bumps its version and updated_at. */
 export function saveStepState(
@@ -192,7 +194,7 @@ export function saveStepState(
   const step = stepOf(stepId, input);
   return rewrite(db, async (db, lock): Promise<StepWriteOutcome | typeof RACED> => {
     const stored = await storedState(db, tenant, id, lock);
-    if (!stored || !meets(cond, stored.version)) return refused(cond);
+    if (!stored || !meets(cond, stored.version)) return refused(cond, stored?.version);
     const written = await writeState(db, {
       ...stored,
       steps: { ...stored.steps, [stepId]: step },
@@ -218,15 +220,19 @@ export async function deleteWorkflowState(
   tenant: Tenant,
   id: string,
   cond: WriteCondition,
-): Promise<{ ok: true } | { ok: false; reason: Refusal }> {
+): Promise<{ ok: true } | Refused> {
   const versions = cond.kind === 'version' ? cond.versions : null;
-  const rows = await sql`
-    DELETE FROM workflow_states w
-    WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
-      ${tenantIs(sql, tenant, 'w.tenant')}
-    RETURNING w.id`;
-  if (rows.length) return { ok: true };
-  return refused(cond);
+  // One statement: the delete, and the version it found when it deleted nothing (for the 412).
+  const [row] = await sql<{ deleted: boolean; current: number | null }[]>`
+    WITH gone AS (
+      DELETE FROM workflow_states w
+      WHERE w.id = ${id}::uuid AND (${versions}::int[] IS NULL OR w.version = ANY(${versions}::int[]))
+        ${tenantIs(sql, tenant, 'w.tenant')}
+      RETURNING w.id)
+    SELECT EXISTS (SELECT 1 FROM gone) AS deleted,
+           (SELECT w.version FROM workflow_states w WHERE w.id = ${id}::uuid ${tenantIs(sql, tenant, 'w.tenant')}) AS current`;
+  if (row!.deleted) return { ok: true };
+  return refused(cond, row!.current ?? undefined);
 }
 
 export interface ListFilter {

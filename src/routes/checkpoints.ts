@@ -182,7 +182,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
         const current = await lockStateVersion(tx, tenant, cp.workflowStateId);
         if (current === undefined) throw notFound(`Workflow state ${cp.workflowStateId} does not exist.`);
         if (cond?.kind === 'version' && !cond.versions.includes(current)) {
-          throw preconditionFailed(`Workflow state ${cp.workflowStateId} is at version ${current}.`);
+          throw preconditionFailed(`Workflow state ${cp.workflowStateId} is not at the version If-Match names.`, current);
         }
         const out = await saveWorkflowState(tx, { sees: tenant, creates: cp.tenant }, cp.workflowStateId, input,
           { kind: 'version', versions: [current] });
@@ -205,7 +205,7 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       })));
     }
     const { out, id } = result;
-    if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`);
+    if (!out.ok) throw preconditionFailed(`Workflow state ${id} changed during the restore.`, out.current);
     req.server.metrics?.restores.inc({ mode: result.mode });
     req.server.metrics?.statesWritten.inc({ operation: result.mode === 'fork' ? 'fork' : 'restore' });
     if (result.mode === 'fork') {

@@ -31,9 +31,9 @@ function parseStatusFilter(raw: string | undefined): string[] | undefined {
   return [...out];
 }
 
-const failure = (reason: workflows.Refusal, id: string) =>
+const failure = ({ reason, current }: workflows.Refused, id: string) =>
   reason === 'precondition'
-    ? preconditionFailed(`Workflow state ${id} is not at the version the request requires.`)
+    ? preconditionFailed(`Workflow state ${id} is not at the version the request requires.`, current)
     : reason === 'taken'
       ? conflict(`The id ${id} is in use; choose another.`)
       : notFound(`Workflow state ${id} does not exist.`);
@@ -63,7 +63,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     }
     const cond = writeCondition(req, req.body.version, true);
     const out = await workflows.saveWorkflowState(req.db, tenancyOf(req), id, req.body, cond);
-    if (!out.ok) throw failure(out.reason, id);
+    if (!out.ok) throw failure(out, id);
     req.server.metrics?.statesWritten.inc({ operation: 'save' });
     if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
@@ -102,7 +102,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const { id } = req.params;
     const cond = writeCondition(req, req.body.version);
     const out = await workflows.patchWorkflowState(req.db, visibleTenant(req), id, req.body, cond);
-    if (!out.ok) throw failure(out.reason, id);
+    if (!out.ok) throw failure(out, id);
     req.server.metrics?.statesWritten.inc({ operation: 'patch' });
     return sendJsonText(reply, 200, out.body, out.version);
   });
@@ -125,7 +125,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     }
     const cond = writeCondition(req);
     const out = await workflows.saveStepState(req.db, visibleTenant(req), id, stepId, req.body, cond);
-    if (!out.ok) throw failure(out.reason, id);
+    if (!out.ok) throw failure(out, id);
     req.server.metrics?.statesWritten.inc({ operation: 'step' });
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
@@ -141,7 +141,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     },
   }, async (req, reply) => {
     const out = await workflows.deleteWorkflowState(req.db, visibleTenant(req), req.params.id, writeCondition(req));
-    if (!out.ok) throw failure(out.reason, req.params.id);
+    if (!out.ok) throw failure(out, req.params.id);
     return reply.code(204).send(null);
   });
 

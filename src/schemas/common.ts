@@ -91,6 +91,8 @@ export const Problem = z
     detail: z.string(),
     instance: z.string(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    version: z.int().optional().meta({ description: 'On a 412 when the state exists: its current version, also in ' +
+      'the ETag header. Retry with If-Match set to it after reloading.' }),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json).' });
 
