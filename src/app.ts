@@ -184,6 +184,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
           'application/problem+json (RFC 9457).',
         version: SERVICE_VERSION,
       },
+      // Relative: the document is the same whichever host serves it, and Swagger UI calls that host.
+      servers: [{ url: '/', description: 'The service that serves this document' }],
       tags: [
         { name: 'workflows', description: 'Workflow states and their steps' },
         { name: 'checkpoints', description: 'Snapshots of a state, and restoring from them' },

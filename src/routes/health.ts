@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Sql } from '../db/client.js';
 import { appliedSchemaVersion } from '../db/migrate.js';
 import { RequestWork } from '../db/work.js';
+import { problemResponses } from '../schemas/common.js';
 import { SERVICE_VERSION } from '../version.js';
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -78,7 +79,8 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'liveness',
       tags: ['health'],
       summary: 'The process is up (no database call)',
-      response: { 200: z.object({ status: z.literal('ok') }) },
+      security: [],
+      response: { 200: z.object({ status: z.literal('ok') }), ...problemResponses(400) },
     },
     logLevel: 'warn',
   }, async () => ({ status: 'ok' as const }));
@@ -88,7 +90,8 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'readiness',
       tags: ['health'],
       summary: 'Ready to serve: not draining, database reachable, migrations applied',
-      response: { 200: Readiness, 503: Readiness },
+      security: [],
+      response: { 200: Readiness, 503: Readiness, ...problemResponses(400) },
     },
     logLevel: 'warn',
   }, async (_req, reply) => {
@@ -102,7 +105,8 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'health',
       tags: ['health'],
       summary: 'Details: database latency, pool, schema version, service version, uptime',
-      response: { 200: HealthDetails, 503: HealthDetails },
+      security: [],
+      response: { 200: HealthDetails, 503: HealthDetails, ...problemResponses(400) },
     },
     logLevel: 'warn',
   }, async (_req, reply) => {
