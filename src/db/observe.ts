@@ -1,5 +1,11 @@
 import type { Sql, TxSql } from './client.js';
 
+/**
+ * True when `sql(...args)` was a tagged template, which makes a Query (a statement, or a fragment
+ * nested in one, which never runs); `sql('name')` makes an identifier. For the proxies of a pool.
+ */
+export const isTemplateCall = (args: unknown[]) => Array.isArray((args[0] as { raw?: unknown } | undefined)?.raw);
+
 /** A statement as it is handed to its pool. */
 export interface Statement {
   /** The first SQL keyword, upper case (a CTE's is WITH), or undefined. */
@@ -59,8 +65,7 @@ export function observedSql<T extends Sql | TxSql>(sql: T, observers: StatementO
   return new Proxy(sql, {
     apply(target, self, args: unknown[]) {
       const made = Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args);
-      // A tagged template makes a Query (or a fragment, which never runs); sql('name') an identifier.
-      return Array.isArray((args[0] as { raw?: unknown } | undefined)?.raw) ? observed(made as SentQuery) : made;
+      return isTemplateCall(args) ? observed(made as SentQuery) : made;
     },
     get(target, key, receiver) {
       const value = Reflect.get(target, key, receiver);

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { deadlineExceeded, sendProblem } from '../errors.js';
 import type { Sql, TxSql } from './client.js';
+import { isTemplateCall } from './observe.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -75,8 +76,7 @@ export class RequestWork {
       apply(target, self, args: unknown[]) {
         if (work.expired) throw deadlineExceeded(work.timeoutMs);
         const made = Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args);
-        // A tagged template makes a query (or a fragment, which is never executed); sql('name') an identifier.
-        if (Array.isArray((args[0] as { raw?: unknown } | undefined)?.raw)) work.queries.add(made as TrackedQuery);
+        if (isTemplateCall(args)) work.queries.add(made as TrackedQuery);
         return made;
       },
       get: (target, key, receiver) => (key === WORK ? work : Reflect.get(target, key, receiver)),

@@ -230,7 +230,8 @@ export async function deleteWorkflowState(
         ${tenantIs(sql, tenant, 'w.tenant')}
       RETURNING w.id)
     SELECT EXISTS (SELECT 1 FROM gone) AS deleted,
-           (SELECT w.version FROM workflow_states w WHERE w.id = ${id}::uuid ${tenantIs(sql, tenant, 'w.tenant')}) AS current`;
+           CASE WHEN NOT EXISTS (SELECT 1 FROM gone) THEN (
+             SELECT w.version FROM workflow_states w WHERE w.id = ${id}::uuid ${tenantIs(sql, tenant, 'w.tenant')}) END AS current`;
   if (row!.deleted) return { ok: true };
   return refused(cond, row!.current ?? undefined);
 }
