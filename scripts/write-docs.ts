@@ -9,11 +9,12 @@ import { configSchema, loadConfig } from '../src/config.js';
 import { createSql } from '../src/db/client.js';
 import { loadMigrations } from '../src/db/migrate.js';
 
-export async function servedOpenApiYaml(): Promise<string> {
+/** The document the app serves, with the default settings or those of `env`. */
+export async function servedOpenApiYaml(env: Record<string, string> = {}): Promise<string> {
   // postgres.js connects lazily: building the app and asking for the spec never touches a database.
   const sql = createSql('postgres://openapi@127.0.0.1:1/none', { max: 1 });
   const migrations = await loadMigrations();
-  const app = await buildApp(loadConfig({}), { sql, schemaVersion: migrations.at(-1)!.version });
+  const app = await buildApp(loadConfig(env), { sql, schemaVersion: migrations.at(-1)!.version });
   try {
     const res = await app.inject({ url: '/openapi.yaml' });
     return res.body;

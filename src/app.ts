@@ -6,9 +6,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import helmet from 'helmet';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import {
-  jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler,
-} from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { ANONYMOUS, type Authenticate, authenticatorFor, registerAuth } from './auth.js';
 import type { Config } from './config.js';
 import { answerConnect, httpServerOptions, requestLineProblem } from './connections.js';
@@ -18,6 +16,7 @@ import { registerRequestWork } from './db/work.js';
 import { badRequest, HttpProblem, registerErrorHandling, sendProblem, UNHOOKED_ANSWER_HEADERS } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { Metrics, registerMetrics } from './metrics.js';
+import { DOCUMENT_INFO, transform, transformObject } from './openapi.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -25,7 +24,6 @@ import { purgeRoutes } from './routes/purge.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { problemResponses } from './schemas/common.js';
 import type { Tracing } from './tracing.js';
-import { SERVICE_VERSION } from './version.js';
 
 export interface AppDeps {
   /** The pool of reads (and of migrations, at boot). */
@@ -176,14 +174,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
-      info: {
-        title: 'Workflow state service',
-        description:
-          'Saves, loads, lists, checkpoints, restores and purges the execution state of LLM workflows, ' +
-          'in PostgreSQL. Writes take If-Match / If-None-Match for optimistic concurrency; errors are ' +
-          'application/problem+json (RFC 9457).',
-        version: SERVICE_VERSION,
-      },
+      info: DOCUMENT_INFO,
       // Relative: the document is the same whichever host serves it, and Swagger UI calls that host.
       servers: [{ url: '/', description: 'The service that serves this document' }],
       tags: [
@@ -197,16 +188,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
           bearer: {
             type: 'http',
             scheme: 'bearer',
-            description: 'A token of AUTH_TOKENS / AUTH_TOKENS_FILE, or a JWT verified against AUTH_JWKS_URL. ' +
-              'Scopes: read for GETs, write for changes to a state, admin for purge (and metrics for GET /metrics ' +
-              'when METRICS_AUTH=true). Not needed when the ' +
-              'service runs without credentials (loopback only, or AUTH_DISABLED=true).',
+            description: 'A token of `AUTH_TOKENS` / `AUTH_TOKENS_FILE`, or a JWT verified against `AUTH_JWKS_URL`. ' +
+              'Scopes: `read` for GETs, `write` for changes to a state, `admin` for purge (and `metrics` for ' +
+              '`GET /metrics` when `METRICS_AUTH=true`). Not needed when the service runs without credentials ' +
+              '(loopback only, or `AUTH_DISABLED=true`).',
           },
         },
       },
     },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transform,
+    transformObject,
   });
   // Swagger UI loads only its own scripts and styles from /docs/static: the plugin's own policy
   // for that, without upgrade-insecure-requests, which would break it over plain HTTP.

@@ -459,7 +459,7 @@ t.test('optimistic concurrency and partial writes', async (t) => {
     });
     t.equal(created.statusCode, 201);
     t.equal(created.headers.etag, '"2"', 'the ETag is the state\'s new version');
-    t.equal(created.headers.location, undefined);
+    t.equal(created.headers.location, `/v1/workflows/${id}/steps/fetch`, 'a created step says where it is');
     t.same(created.json(), {
       ...storedStep('fetch', { status: 'running', started_at: '2025-03-04T05:06:07.000008Z', retry_count: 2, outputs: { partial: true } }),
       version: 2,

@@ -5,6 +5,7 @@ import { visibleTenant } from '../auth.js';
 import { transaction } from '../db/client.js';
 import { badRequest, conflict, type FieldError, notFound, preconditionFailed, unprocessable } from '../errors.js';
 import { findUnstorable } from '../json-body.js';
+import { answer } from '../openapi.js';
 import * as checkpoints from '../repositories/checkpoints.js';
 import { stateDocument, stateOf } from '../repositories/render.js';
 import { lockStateVersion, saveWorkflowState } from '../repositories/workflows.js';
@@ -41,11 +42,16 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       tags: ['checkpoints'],
       summary: 'Checkpoint a workflow state',
       description:
-        `Without snapshot the stored state is snapshotted in the same transaction. Only the newest ` +
-        `CHECKPOINT_RETENTION (now ${retention}; 0 = all) are kept.`,
+        'Without `snapshot` the stored state is snapshotted in the same transaction. With a client-chosen `id` ' +
+        'a retry is safe: the same id and content answers 200 with the stored checkpoint. Only the newest ' +
+        '`CHECKPOINT_RETENTION` checkpoints of a workflow are kept (a setting of the deployment; 0 keeps all).',
       params: IdParams,
       body: CheckpointInput,
-      response: { 200: Checkpoint, 201: Checkpoint, ...problemResponses(400, 404, 409, 413, 415, 503) },
+      response: {
+        200: answer('Already made: the checkpoint with this id, as stored', Checkpoint, ['location']),
+        201: answer('Created: the checkpoint', Checkpoint, ['location']),
+        ...problemResponses(400, 404, 409, 413, 415, 503),
+      },
     },
   }, async (req, reply) => {
     const { id } = req.params;
@@ -73,9 +79,10 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       operationId: 'listCheckpoints',
       tags: ['checkpoints'],
       summary: 'A workflow\'s checkpoints, newest first',
+      description: 'Without their snapshots unless `include_snapshot=true`; `next_cursor` is null on the last page.',
       params: IdParams,
       querystring: ListCheckpointsQuery,
-      response: { 200: CheckpointPage, ...problemResponses(400, 404, 503) },
+      response: { 200: answer('A page of checkpoints', CheckpointPage), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
     const q = req.query;
@@ -97,8 +104,9 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       operationId: 'latestCheckpoint',
       tags: ['checkpoints'],
       summary: 'The newest checkpoint of a workflow, with its snapshot',
+      description: '404 when the state does not exist or has no checkpoint.',
       params: IdParams,
-      response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
+      response: { 200: answer('The newest checkpoint', Checkpoint), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
     const body = await checkpoints.latestCheckpoint(req.db, visibleTenant(req), req.params.id);
@@ -111,9 +119,10 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       operationId: 'pruneCheckpoints',
       tags: ['checkpoints'],
       summary: 'Delete all but the newest `keep` checkpoints',
+      description: 'The state itself is not changed.',
       params: IdParams,
       querystring: PruneCheckpointsQuery,
-      response: { 200: Deleted, ...problemResponses(400, 404, 503) },
+      response: { 200: answer('How many checkpoints were deleted', Deleted), ...problemResponses(400, 404, 503) },
     },
   }, async (req) => {
     const deleted = await checkpoints.pruneCheckpoints(req.db, visibleTenant(req), req.params.id, req.query.keep);
@@ -127,8 +136,9 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       operationId: 'getCheckpoint',
       tags: ['checkpoints'],
       summary: 'One checkpoint, with its snapshot',
+      description: 'By the checkpoint\'s own id, as its Location names it.',
       params: CheckpointParams,
-      response: { 200: Checkpoint, ...problemResponses(400, 404, 503) },
+      response: { 200: answer('The checkpoint', Checkpoint), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
     const body = await checkpoints.getCheckpoint(req.db, visibleTenant(req), req.params.cid);
@@ -142,14 +152,16 @@ export async function checkpointRoutes(fastify: FastifyInstance) {
       tags: ['checkpoints'],
       summary: 'Restore a workflow from a checkpoint',
       description:
-        'apply: the snapshot becomes the workflow\'s current state (steps replaced, version bumped; If-Match ' +
-        'applies). fork: a new state built from the snapshot (201). preview: the parsed state, nothing written.',
+        '`apply`: the snapshot becomes the workflow\'s current state (steps replaced, version bumped; `If-Match` ' +
+        'applies). `fork`: a new state built from the snapshot (201). `preview`: the parsed state, nothing written. ' +
+        'No body is `{"mode": "apply"}`.',
       params: CheckpointParams,
       headers: IfMatchHeaders,
       body: RestoreInput,
       response: {
-        200: WorkflowState.or(RestorePreview),
-        201: WorkflowState,
+        200: answer('`apply`: the state as stored (a WorkflowState, with the ETag); `preview`: the snapshot\'s state ' +
+          '(a RestorePreview, whose times and version may be null; no ETag)', WorkflowState.or(RestorePreview), ['etag']),
+        201: answer('`fork`: the new state as stored', WorkflowState, ['etag', 'location']),
         ...problemResponses(400, 404, 409, 412, 415, 422, 503),
       },
     },

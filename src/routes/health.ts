@@ -4,23 +4,35 @@ import { z } from 'zod';
 import type { Sql } from '../db/client.js';
 import { appliedSchemaVersion } from '../db/migrate.js';
 import { RequestWork } from '../db/work.js';
+import { answer } from '../openapi.js';
 import { problemResponses } from '../schemas/common.js';
 import { SERVICE_VERSION } from '../version.js';
 
 const CHECK_TIMEOUT_MS = 2000;
 
 const Check = z.object({ status: z.enum(['ok', 'failing']), detail: z.string().optional() });
+const readyChecks = { accepting_requests: { status: 'ok' }, database: { status: 'ok' }, migrations: { status: 'ok' } };
 const Readiness = z
   .object({
     status: z.enum(['ok', 'unavailable']),
     checks: z.object({ accepting_requests: Check, database: Check, migrations: Check }),
   })
-  .meta({ id: 'Readiness' });
+  .meta({ id: 'Readiness', examples: [{ status: 'ok', checks: readyChecks }] });
 const HealthDetails = Readiness.extend({
   database: z.object({ latency_ms: z.number().nullable(), pool_max: z.int() }),
   schema: z.object({ expected_version: z.int(), applied_version: z.int().nullable() }),
   service: z.object({ version: z.string(), uptime_s: z.number() }),
-}).meta({ id: 'HealthDetails' });
+}).meta({
+  id: 'HealthDetails',
+  examples: [{
+    status: 'ok',
+    checks: readyChecks,
+    database: { latency_ms: 0.42, pool_max: 10 },
+    schema: { expected_version: 3, applied_version: 3 },
+    service: { version: SERVICE_VERSION, uptime_s: 3600 },
+  }],
+});
+const Live = z.object({ status: z.literal('ok') }).meta({ id: 'Liveness', examples: [{ status: 'ok' }] });
 
 /**
  * One bounded probe: the schema version, and a row of the state table, so that a lock on the table
@@ -79,8 +91,9 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'liveness',
       tags: ['health'],
       summary: 'The process is up (no database call)',
+      description: 'For a liveness probe: answers as long as the process does, whatever the database\'s state.',
       security: [],
-      response: { 200: z.object({ status: z.literal('ok') }), ...problemResponses(400) },
+      response: { 200: answer('The process is up', Live), ...problemResponses(400) },
     },
     logLevel: 'warn',
   }, async () => ({ status: 'ok' as const }));
@@ -90,8 +103,14 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'readiness',
       tags: ['health'],
       summary: 'Ready to serve: not draining, database reachable, migrations applied',
+      description: 'For a readiness probe: a bounded query of the state table on a connection of its own; 503 while ' +
+        'shutting down, while the database does not answer within 2 s, or before the migrations are applied.',
       security: [],
-      response: { 200: Readiness, 503: Readiness, ...problemResponses(400) },
+      response: {
+        200: answer('Ready', Readiness),
+        503: answer('Not ready: the failing check says why', Readiness, ['retry-after']),
+        ...problemResponses(400),
+      },
     },
     logLevel: 'warn',
   }, async (_req, reply) => {
@@ -105,8 +124,13 @@ export async function healthRoutes(fastify: FastifyInstance, opts: { probeSql: S
       operationId: 'health',
       tags: ['health'],
       summary: 'Details: database latency, pool, schema version, service version, uptime',
+      description: 'For people: the readiness checks with the numbers behind them.',
       security: [],
-      response: { 200: HealthDetails, 503: HealthDetails, ...problemResponses(400) },
+      response: {
+        200: answer('Ready, with details', HealthDetails),
+        503: answer('Not ready, with details', HealthDetails, ['retry-after']),
+        ...problemResponses(400),
+      },
     },
     logLevel: 'warn',
   }, async (_req, reply) => {

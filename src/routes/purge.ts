@@ -5,20 +5,25 @@ import { visibleTenant } from '../auth.js';
 import { badRequest } from '../errors.js';
 import { countPurgeable, purgeWorkflowStates } from '../repositories/workflows.js';
 import { problemResponses, Timestamp, WorkflowStatusInput } from '../schemas/common.js';
+import { purgeExample, purgeResultExample } from '../schemas/examples.js';
+import { answer } from '../openapi.js';
 
 const PurgeInput = z
   .strictObject({
     older_than: Timestamp.meta({ description: 'States whose updated_at is before this are purged.' }),
     statuses: z.array(WorkflowStatusInput).min(1).optional()
       .meta({ description: 'A subset of completed, failed (default both); active statuses are refused.' }),
-    dry_run: z.boolean().default(false),
+    dry_run: z.boolean().default(false).meta({ description: 'Count what would be purged; delete nothing.' }),
   })
-  .meta({ id: 'Purge' });
+  .meta({ id: 'Purge', examples: [purgeExample] });
 
 const PurgeResult = z
-  .object({ deleted: z.int() })
-  .or(z.object({ matched: z.int(), dry_run: z.literal(true) }))
-  .meta({ id: 'PurgeResult' });
+  .object({ deleted: z.int().meta({ description: 'States deleted, with their steps and checkpoints.' }) })
+  .or(z.object({
+    matched: z.int().meta({ description: 'States a purge would delete now.' }),
+    dry_run: z.literal(true),
+  }))
+  .meta({ id: 'PurgeResult', examples: [purgeResultExample] });
 
 export async function purgeRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -28,9 +33,13 @@ export async function purgeRoutes(fastify: FastifyInstance) {
       operationId: 'purgeWorkflowStates',
       tags: ['maintenance'],
       summary: 'Delete finished states last updated before a time (the seed\'s delete_old_states)',
-      description: 'Deletes in batches, so no long lock is held; steps and checkpoints go with their states.',
+      description: 'Deletes in batches, so no long lock is held; steps and checkpoints go with their states. ' +
+        'Needs the `admin` scope. With `dry_run` it counts them and deletes nothing.',
       body: PurgeInput,
-      response: { 200: PurgeResult, ...problemResponses(400, 415, 503) },
+      response: {
+        200: answer('How many states were deleted, or with `dry_run` how many would be', PurgeResult),
+        ...problemResponses(400, 415, 503),
+      },
     },
   }, async (req) => {
     const statuses = [...new Set(req.body.statuses ?? ['completed', 'failed'])];

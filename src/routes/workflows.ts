@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { tenancyOf, visibleTenant } from '../auth.js';
+import { answer } from '../openapi.js';
 import { badRequest, conflict, notFound, preconditionFailed } from '../errors.js';
 import * as workflows from '../repositories/workflows.js';
 import {
@@ -47,14 +48,19 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       tags: ['workflows'],
       summary: 'Save (create or replace) a whole workflow state',
       description:
-        'Steps are replaced exactly: steps absent from the body are deleted. If-Match "<version>" (or a body ' +
-        '`version`) guards against lost updates; If-None-Match: * creates only. Accepts the Rust crate\'s serde JSON.',
+        'Steps are replaced exactly: steps absent from the body are deleted. `If-Match: "3"` (or a body ' +
+        '`version`) writes only over that version, against lost updates; `If-None-Match: *` creates only. ' +
+        'Accepts the Rust crate\'s serde JSON.',
       params: IdParams,
       headers: IfMatchHeaders.extend({
         'if-none-match': z.string().optional().meta({ description: '`*` creates only: 412 when the state exists.' }),
       }),
       body: WorkflowStateInput,
-      response: { 200: WorkflowState, 201: WorkflowState, ...problemResponses(400, 412, 413, 415, 503) },
+      response: {
+        200: answer('Replaced: the state as stored, its version in the body and the ETag', WorkflowState, ['etag']),
+        201: answer('Created: the state as stored, version 1', WorkflowState, ['etag', 'location']),
+        ...problemResponses(400, 412, 413, 415, 503),
+      },
     },
   }, async (req, reply) => {
     const { id } = req.params;
@@ -74,11 +80,16 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'loadWorkflowState',
       tags: ['workflows'],
       summary: 'Load a workflow state with its steps',
+      description: 'With `If-None-Match` set to the ETag of a copy the client holds, a 304 says it is current.',
       params: IdParams,
       headers: z.object({ 'if-none-match': z.string().optional().meta({ description: 'ETags of copies the client ' +
         'holds (`"3"`): 304 without a body when one names the stored version. Compared weakly (RFC 9110): `W/"3"` ' +
         'matches too.' }) }),
-      response: { 200: WorkflowState, 304: z.null().meta({ description: 'Not modified' }), ...problemResponses(400, 404, 503) },
+      response: {
+        200: answer('The state', WorkflowState, ['etag']),
+        304: answer('Not modified: the client\'s copy is the stored version', null, ['etag']),
+        ...problemResponses(400, 404, 503),
+      },
     },
   }, async (req, reply) => {
     const doc = await workflows.loadWorkflowState(req.db, visibleTenant(req), req.params.id);
@@ -92,11 +103,15 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'patchWorkflowState',
       tags: ['workflows'],
       summary: 'Change some top-level fields; upsert or delete (null) the given steps',
-      description: 'A status of completed or failed without completed_at sets completed_at to now.',
+      description: 'Fields absent from the body are kept. A status of completed or failed without completed_at ' +
+        'sets completed_at to now. `If-Match` (or a body `version`) writes only over that version.',
       params: IdParams,
       headers: IfMatchHeaders,
       body: WorkflowPatch,
-      response: { 200: WorkflowState, ...problemResponses(400, 404, 412, 413, 415, 503) },
+      response: {
+        200: answer('The state as stored after the change', WorkflowState, ['etag']),
+        ...problemResponses(400, 404, 412, 413, 415, 503),
+      },
     },
   }, async (req, reply) => {
     const { id } = req.params;
@@ -112,11 +127,16 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'saveStepState',
       tags: ['workflows'],
       summary: 'Create or replace one step; bumps the state\'s version and updated_at',
-      description: 'The ETag is the state\'s new version; If-Match refers to the state\'s version.',
+      description: 'Answers the step with the state\'s new `version` (also the ETag); `If-Match` refers to the ' +
+        'state\'s version.',
       params: StepParams,
       headers: IfMatchHeaders,
       body: StepStateInput,
-      response: { 200: StepWritten, 201: StepWritten, ...problemResponses(400, 404, 412, 413, 415, 503) },
+      response: {
+        200: answer('Replaced: the step, and the state\'s new version', StepWritten, ['etag']),
+        201: answer('Created: the step, and the state\'s new version', StepWritten, ['etag', 'location']),
+        ...problemResponses(400, 404, 412, 413, 415, 503),
+      },
     },
   }, async (req, reply) => {
     const { id, step_id: stepId } = req.params;
@@ -127,6 +147,7 @@ export async function workflowRoutes(fastify: FastifyInstance) {
     const out = await workflows.saveStepState(req.db, visibleTenant(req), id, stepId, req.body, cond);
     if (!out.ok) throw failure(out, id);
     req.server.metrics?.statesWritten.inc({ operation: 'step' });
+    if (out.created) reply.header('location', `/v1/workflows/${id.toLowerCase()}/steps/${encodeURIComponent(stepId)}`);
     return sendJsonText(reply, out.created ? 201 : 200, out.body, out.version);
   });
 
@@ -135,9 +156,10 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'deleteWorkflowState',
       tags: ['workflows'],
       summary: 'Delete a state with its steps and checkpoints',
+      description: 'With `If-Match`, only if the state is at that version.',
       params: IdParams,
       headers: IfMatchHeaders,
-      response: { 204: z.null().meta({ description: 'Deleted' }), ...problemResponses(400, 404, 412, 503) },
+      response: { 204: answer('Deleted', null), ...problemResponses(400, 404, 412, 503) },
     },
   }, async (req, reply) => {
     const out = await workflows.deleteWorkflowState(req.db, visibleTenant(req), req.params.id, writeCondition(req));
@@ -150,8 +172,10 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'listWorkflowStates',
       tags: ['workflows'],
       summary: 'List states, newest updated_at first, with keyset pagination',
+      description: 'Filters combine; `next_cursor` is null on the last page. Pages are consistent under concurrent ' +
+        'writes: a state is never listed twice, though one updated during the listing may move past the cursor.',
       querystring: ListWorkflowsQuery,
-      response: { 200: WorkflowStatePage, ...problemResponses(400, 503) },
+      response: { 200: answer('A page of states', WorkflowStatePage), ...problemResponses(400, 503) },
     },
   }, async (req, reply) => {
     const q = req.query;
@@ -177,8 +201,9 @@ export async function workflowRoutes(fastify: FastifyInstance) {
       operationId: 'loadLatestStateByWorkflowId',
       tags: ['workflows'],
       summary: 'The most recently updated state with this workflow_id',
+      description: 'The seed\'s load by workflow id: several states may share a workflow_id; this is the newest.',
       params: WorkflowIdParams,
-      response: { 200: WorkflowState, ...problemResponses(400, 404, 503) },
+      response: { 200: answer('The newest state with this workflow_id', WorkflowState, ['etag']), ...problemResponses(400, 404, 503) },
     },
   }, async (req, reply) => {
     const doc = await workflows.latestStateForWorkflowId(req.db, visibleTenant(req), req.params.workflow_id);

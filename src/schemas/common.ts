@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { problemAnswer } from '../openapi.js';
+import { EXAMPLE_STATE_ID, problemExample } from './examples.js';
 
 /** Any 8-4-4-4-12 hex identifier, as PostgreSQL's uuid type accepts it. */
 export const Uuid = z.guid();
@@ -72,13 +74,17 @@ export const ACTIVE_STATUSES = ['pending', 'running', 'paused'] as const;
 export type WorkflowStatus = (typeof WORKFLOW_STATUSES)[number];
 export type StepStatus = (typeof STEP_STATUSES)[number];
 
-/** Status on input: case-insensitive (the Rust crate's serde writes "Running"), lowercase after parsing. */
+/**
+ * Status on input: case-insensitive (the Rust crate's serde writes "Running"), lowercase after
+ * parsing. Documented as the enum of the values the service answers; the description says that
+ * other letter cases are accepted too.
+ */
 function caseInsensitiveEnum<T extends string>(values: readonly T[]) {
   return z
     .string()
-    .regex(new RegExp(`^(${values.join('|')})$`, 'i'), `must be one of ${values.join(', ')} (any case)`)
+    .refine((s) => (values as readonly string[]).includes(s.toLowerCase()), `must be one of ${values.join(', ')} (any case)`)
     .transform((s) => s.toLowerCase() as T)
-    .meta({ description: `One of ${values.join(', ')}; case-insensitive on input.` });
+    .meta({ enum: [...values], description: 'Case-insensitive on input (`Running` is `running`); answered in lowercase.' });
 }
 export const WorkflowStatusInput = caseInsensitiveEnum(WORKFLOW_STATUSES);
 export const StepStatusInput = caseInsensitiveEnum(STEP_STATUSES);
@@ -94,34 +100,33 @@ export const Problem = z
     version: z.int().optional().meta({ description: 'On a 412 when the state exists: its current version, also in ' +
       'the ETag header. Retry with If-Match set to it after reloading.' }),
   })
-  .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json).' });
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json).', examples: [problemExample] });
 
-export const IdParams = z.strictObject({ id: Uuid });
+export const IdParams = z.strictObject({
+  id: Uuid.meta({ description: 'The workflow state\'s id (a uuid the client chooses).', examples: [EXAMPLE_STATE_ID] }),
+});
 
 /** Optional conditional-request headers, listed so that Swagger UI offers them. */
 export const IfMatchHeaders = z.object({
   'if-match': z.string().optional().meta({ description: 'The version as an entity tag, in double quotes (`"3"`), ' +
-    'or `*`: 412 unless it is the stored one. Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches, 412; ' +
-    'a value that is not an entity tag (an unquoted `3`) is a 400.' }),
+    'or `*` (any version): 412, with the current version, unless it is the stored one. Compared strongly (RFC 9110): ' +
+    'a weak tag (`W/"3"`) never matches, 412; a value that is not an entity tag (an unquoted `3`) is a 400.' }),
 });
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
-  400: 'Bad request: invalid JSON, schema, uuid or value (errors[] names the fields)',
+  400: 'Bad request: invalid JSON, schema, uuid or value (its `errors` name the fields)',
   401: 'No valid bearer token (WWW-Authenticate says why)',
   403: 'The credential lacks the scope this operation needs',
   404: 'Not found',
   409: 'Conflict with an existing resource',
-  412: 'Precondition failed: the stored version differs from If-Match (or the state is absent)',
-  413: 'Body larger than BODY_LIMIT_BYTES',
+  412: 'Precondition failed: the stored version differs from `If-Match` (the problem\'s `version` and the ETag say which it is), or the state is absent; nothing was written',
+  413: 'Body larger than the configured limit (`BODY_LIMIT_BYTES`)',
   415: 'Body is not JSON',
   422: 'The checkpoint\'s snapshot is not a workflow state',
   429: 'Too many requests for this credential; retry after Retry-After seconds',
-  503: 'Database unavailable or too slow (REQUEST_TIMEOUT_MS passed, or a statement or lock wait took too long), or the request kept colliding with concurrent ones; nothing was written. Retry after Retry-After seconds',
+  503: 'Database unavailable or too slow (the request\'s deadline, `REQUEST_TIMEOUT_MS`, passed, or a statement or lock wait took too long), or the request kept colliding with concurrent ones; the detail says whether anything may have been written. Retry after Retry-After seconds',
 };
 
 /** Problem responses a route can give besides its own, as application/problem+json. */
 export const problemResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, {
-    description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem',
-    content: { 'application/problem+json': { schema: Problem } },
-  }]));
+  Object.fromEntries(statuses.map((s) => [s, problemAnswer(PROBLEM_DESCRIPTIONS[s] ?? 'Problem', Problem, s)]));

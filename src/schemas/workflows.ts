@@ -2,6 +2,10 @@ import { z } from 'zod';
 import {
   JsonValue, STEP_STATUSES, StepId, StepStatusInput, Text255, Timestamp, Uuid, WORKFLOW_STATUSES, WorkflowStatusInput,
 } from './common.js';
+import {
+  EXAMPLE_STATE_ID, EXAMPLE_STEP_ID, EXAMPLE_WORKFLOW_ID, patchExample, saveExample, stateExample, statePageExample,
+  stepExample, stepWrittenExample,
+} from './examples.js';
 
 const RetryCount = z.int().min(0).max(2_147_483_647);
 const Version = z.int().min(1).max(2_147_483_647);
@@ -16,7 +20,7 @@ export const StepStateInput = z
     error: z.string().nullable().optional(),
     retry_count: RetryCount.optional(),
   })
-  .meta({ id: 'SaveStep' });
+  .meta({ id: 'SaveStep', examples: [stepExample] });
 export type StepStateInput = z.output<typeof StepStateInput>;
 
 function stepIdsMatchKeys(steps: Record<string, { step_id?: string } | null> | undefined, ctx: z.RefinementCtx) {
@@ -46,7 +50,7 @@ export const WorkflowStateInput = z
     version: Version.optional().meta({ description: 'Same as If-Match: 412 unless it is the stored version.' }),
   })
   .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
-  .meta({ id: 'SaveWorkflowState' });
+  .meta({ id: 'SaveWorkflowState', examples: [saveExample] });
 export type WorkflowStateInput = z.output<typeof WorkflowStateInput>;
 
 export const WorkflowPatch = z
@@ -65,7 +69,7 @@ export const WorkflowPatch = z
     version: Version.optional().meta({ description: 'Same as If-Match.' }),
   })
   .superRefine((s, ctx) => stepIdsMatchKeys(s.steps, ctx))
-  .meta({ id: 'PatchWorkflowState' });
+  .meta({ id: 'PatchWorkflowState', examples: [patchExample] });
 export type WorkflowPatch = z.output<typeof WorkflowPatch>;
 
 const NullableTimestamp = z.string().nullable();
@@ -87,7 +91,7 @@ export type Step = z.infer<typeof StepState>;
 /** A step PUT's answer: the step, and its state's version after the write (the ETag's, in the body). */
 export const StepWritten = StepState.extend({
   version: z.int().meta({ description: 'The state\'s version after this write, as in the ETag header.' }),
-}).meta({ id: 'StepWritten' });
+}).meta({ id: 'StepWritten', examples: [stepWrittenExample] });
 
 export const WorkflowState = z
   .object({
@@ -104,26 +108,37 @@ export const WorkflowState = z
     steps: z.record(z.string(), StepState),
     version: z.int(),
   })
-  .meta({ id: 'WorkflowState' });
+  .meta({ id: 'WorkflowState', examples: [stateExample] });
 /** A state as stored (its document) and answered. */
 export type State = z.infer<typeof WorkflowState>;
 
 export const WorkflowStatePage = z
   .object({ items: z.array(WorkflowState), next_cursor: z.string().nullable() })
-  .meta({ id: 'WorkflowStatePage' });
+  .meta({ id: 'WorkflowStatePage', examples: [statePageExample] });
 
 export const ListWorkflowsQuery = z.strictObject({
   status: z
     .string()
     .optional()
-    .meta({ description: `Comma list of ${WORKFLOW_STATUSES.join(', ')}, or "active" (pending, running, paused).` }),
-  workflow_id: Text255.optional(),
-  user_id: z.string().max(255).optional(),
-  updated_before: Timestamp.optional(),
-  updated_after: Timestamp.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(200).optional(),
+    .meta({
+      description: `Only these statuses: a comma-separated list of ${WORKFLOW_STATUSES.join(', ')}, or \`active\` ` +
+        '(pending, running, paused); any letter case.',
+      examples: ['active'],
+    }),
+  workflow_id: Text255.optional().meta({ description: 'Only states with this workflow_id.' }),
+  user_id: z.string().max(255).optional().meta({ description: 'Only states with this user_id.' }),
+  updated_before: Timestamp.optional().meta({ description: 'Only states updated before this time.' }),
+  updated_after: Timestamp.optional().meta({ description: 'Only states updated after this time.' }),
+  limit: z.coerce.number().int().min(1).max(1000).default(100)
+    .meta({ description: 'Most items on a page; a page also ends before `LIST_MAX_BYTES` of states.' }),
+  cursor: z.string().max(200).optional()
+    .meta({ description: 'The `next_cursor` of the previous page, with the same filters.' }),
 });
 
-export const StepParams = z.strictObject({ id: Uuid, step_id: StepId });
-export const WorkflowIdParams = z.strictObject({ workflow_id: Text255 });
+export const StepParams = z.strictObject({
+  id: Uuid.meta({ description: 'The workflow state\'s id.', examples: [EXAMPLE_STATE_ID] }),
+  step_id: StepId.meta({ description: 'The step\'s id within the state.', examples: [EXAMPLE_STEP_ID] }),
+});
+export const WorkflowIdParams = z.strictObject({
+  workflow_id: Text255.meta({ description: 'The workflow_id the states were saved with.', examples: [EXAMPLE_WORKFLOW_ID] }),
+});
