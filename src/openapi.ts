@@ -3,8 +3,8 @@
  * fastify-type-provider-zod), so the schemas that validate are the schemas documented. What this
  * module adds is what those two leave out:
  *  - response headers (ETag, Location, Retry-After, X-Request-Id), declared on the routes' responses;
- *  - the examples of the zod schemas (`.meta({ examples })`) on each request and response, where
- *    Swagger UI's "Try it out" takes them from;
+ *  - each request body's example (its zod schema's `.meta({ examples })`) on the request itself,
+ *    where Swagger UI's "Try it out" takes it from (answers show their schemas' examples);
  *  - a request body is required only if its schema refuses no body;
  *  - components: one per schema a route uses, named by its zod id (an input-only schema without
  *    the "Input" suffix), and none that nothing refers to.
@@ -12,6 +12,7 @@
 import type { FastifyDynamicSwaggerOptions } from '@fastify/swagger';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { globalRegistry, z } from 'zod';
+import { EXAMPLE_STATE_ID } from './schemas/examples.js';
 import { SERVICE_VERSION } from './version.js';
 
 /** The response headers the service sends, described once. */
@@ -22,7 +23,7 @@ const HEADERS = {
       'over this version, or in `If-None-Match` to load only if it changed.',
     examples: ['"1"'],
   },
-  location: { type: 'string', description: 'Where the created resource is.', examples: ['/v1/workflows/7d9f2a6c-3b1e-4c8a-9f0d-2e5b6a1c4d3f'] },
+  location: { type: 'string', description: 'Where the created resource is.', examples: [`/v1/workflows/${EXAMPLE_STATE_ID}`] },
   'retry-after': { type: 'string', description: 'Seconds to wait before retrying.', examples: ['1'] },
   'x-request-id': {
     type: 'string',
