@@ -1,12 +1,19 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { parse } from 'yaml';
-import { CONFIG_TABLE_FILES, servedOpenApiYaml, withConfigTable } from '../scripts/write-docs.js';
+import { CLIENT_TYPES_FILE, clientTypes, CONFIG_TABLE_FILES, servedOpenApiYaml, withConfigTable } from '../scripts/write-docs.js';
 import { buildTestApp } from './helper.js';
 
 t.test('the committed openapi.yaml is exactly what the app serves (run `npm run docs` after a change)', async (t) => {
   const committed = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
   t.equal(await servedOpenApiYaml(), committed);
+});
+
+t.test('the client\'s committed types are what openapi-typescript makes of the committed openapi.yaml (run `npm run docs`)', async (t) => {
+  const yaml = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
+  const committed = readFileSync(new URL(`../${CLIENT_TYPES_FILE}`, import.meta.url), 'utf8');
+  t.equal(await clientTypes(yaml), committed);
+  t.match(committed, 'WorkflowState: {', 'the schemas are in it');
 });
 
 t.test('the configuration tables of the docs are the configuration schema\'s (run `npm run docs` after a change)', async (t) => {
