@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
@@ -141,6 +142,16 @@ t.test('the workflow-state CLI against the service', async (t) => {
     t.strictSame(await cli(['purge', '--older-than', '30d', '--url', url]),
       { code: 0, stdout: '{\n  "deleted": 1\n}\n', stderr: '' });
     t.equal(await client.load(OLD), null);
+  });
+
+  t.test('a reader that closes stdout early (| head) ends the CLI quietly, exit 0', async (t) => {
+    const child = spawn(process.execPath, [BIN, 'list', '--url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // before the CLI writes: its first write meets EPIPE
+    let stderr = '';
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    const [code] = await once(child, 'exit');
+    t.equal(code, 0);
+    t.equal(stderr, '');
   });
 
   t.test('WORKFLOW_STATE_URL is the default --url', async (t) => {

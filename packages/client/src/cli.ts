@@ -190,7 +190,15 @@ const CHECKPOINT_COLUMNS = ['id', 'step_id', 'timestamp', 'parent_id'];
 
 /** JSON documents on stdout, or with --table plain aligned columns. */
 class Output {
-  constructor(private readonly stdout: NodeJS.WritableStream, private readonly table: boolean) {}
+  /** stdout was closed by its reader (`| head`): the rest is not wanted, and no more pages are fetched. */
+  private closed = false;
+
+  constructor(private readonly stdout: NodeJS.WritableStream, private readonly table: boolean) {
+    stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      this.closed = true;
+    });
+  }
 
   async document(value: object, columns: string[]) {
     await this.write(this.table ? renderTable([value], columns) : `${JSON.stringify(value, null, 2)}\n`);
@@ -208,6 +216,7 @@ class Output {
   async stream(items: AsyncIterable<WorkflowState | CheckpointSummary>, columns: string[]) {
     const rows: object[] = [];
     for await (const item of items) {
+      if (this.closed) return;
       if (this.table) rows.push(item);
       else await this.write(`${JSON.stringify(item)}\n`);
     }
@@ -215,7 +224,9 @@ class Output {
   }
 
   private async write(text: string) {
-    if (!this.stdout.write(text)) await once(this.stdout, 'drain');
+    if (this.closed) return;
+    // once() rejects when stdout errors instead of draining (EPIPE: closed is set).
+    if (!this.stdout.write(text)) await once(this.stdout, 'drain').catch(() => {});
   }
 }
 
