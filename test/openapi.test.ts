@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { parse } from 'yaml';
-import { CONFIG_TABLE_FILES, servedOpenApiYaml, withConfigTable } from '../scripts/write-docs.js';
+import { CLIENT_TYPES_FILE, clientTypes, CONFIG_TABLE_FILES, servedOpenApiYaml, withConfigTable } from '../scripts/write-docs.js';
 import { buildTestApp } from './helper.js';
 
 t.test('the committed openapi.yaml is exactly what the app serves (run `npm run docs` after a change)', async (t) => {
@@ -31,6 +31,13 @@ t.test('the document is the same whatever the deployment\'s settings', async () 
     CHECKPOINT_RETENTION: '3', DATABASE_POOL_MAX: '40', BODY_LIMIT_BYTES: '5000', REQUEST_TIMEOUT_MS: '900',
     LIST_MAX_BYTES: '100000', RATE_LIMIT_MAX: '0', METRICS_ENABLED: 'false', AUTH_TOKENS: JSON.stringify([{ token: 'a-long-enough-secret-token-0123456789', tenant: 'acme', scopes: ['read'], name: 'ci' }]),
   }), committed);
+});
+
+t.test('the client\'s committed types are what openapi-typescript makes of the committed openapi.yaml (run `npm run docs`)', async (t) => {
+  const yaml = readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8');
+  const committed = readFileSync(new URL(`../${CLIENT_TYPES_FILE}`, import.meta.url), 'utf8');
+  t.equal(await clientTypes(yaml), committed);
+  t.match(committed, 'WorkflowState: {', 'the schemas are in it');
 });
 
 t.test('the configuration tables of the docs are the configuration schema\'s (run `npm run docs` after a change)', async (t) => {
