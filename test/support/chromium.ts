@@ -19,7 +19,10 @@ export class ChromiumMissing extends Error {
 export async function chromiumBinary(): Promise<string> {
   const override = process.env.CHROMIUM_PATH;
   if (override) {
-    if (!existsSync(override)) throw new ChromiumMissing(`CHROMIUM_PATH=${override} does not exist.`);
+    if (!existsSync(override)) {
+      throw new ChromiumMissing(`CHROMIUM_PATH=${override} does not exist (unset it to use Debian's chromium: ` +
+        'apt-get install -y chromium).');
+    }
     return override;
   }
   const found = CANDIDATES.find((p) => existsSync(p)) ??
