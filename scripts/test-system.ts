@@ -1,12 +1,13 @@
 /**
  * `npm run test:system`: the tests that need system packages (.ci/run installs them after `npm test`).
  * PgBouncer (Debian's `pgbouncer`) in transaction mode in front of the test PostgreSQL, then
- *  - test/system/*.test.ts, and
+ *  - test/system/*.test.ts (Swagger UI in Debian's `chromium` among them), and
  *  - the service's own test files again, every pool they make going through that PgBouncer with
  *    DATABASE_PREPARE=false (databases are still made and dropped on PostgreSQL directly).
- * A missing pgbouncer fails the run, naming the package; it never skips.
+ * A missing pgbouncer or chromium fails the run, naming the package; it never skips.
  */
 import { readdir } from 'node:fs/promises';
+import { chromiumBinary } from '../test/support/chromium.js';
 import { provideTestPostgres } from '../test/support/database.js';
 import { pgbouncerBinary, startPgBouncer } from '../test/support/pgbouncer.js';
 import { runTap } from './tap.js';
@@ -20,10 +21,10 @@ const NOT_POOLED: Record<string, string> = {
   'test/outage.test.ts': 'its own PostgreSQL, stopped under the service',
 };
 
-try {
-  await pgbouncerBinary();
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n`);
+const missing = (await Promise.allSettled([pgbouncerBinary(), chromiumBinary()]))
+  .flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+if (missing.length) {
+  process.stderr.write(`${missing.join('\n')}\n`);
   process.exit(1);
 }
 

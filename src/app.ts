@@ -59,6 +59,9 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
+/** sha256 of `.logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}`, Swagger UI's logo style. */
+const SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='";
+
 /**
  * Security headers of every routed answer, as helmet makes them for this policy: those OWASP's REST
  * cheat sheet lists for an API. It answers JSON only, so its pages may load nothing and be framed
@@ -200,12 +203,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     transformObject,
   });
   // Swagger UI loads only its own scripts and styles from /docs/static: the plugin's own policy
-  // for that, without upgrade-insecure-requests, which would break it over plain HTTP.
+  // for that, without upgrade-insecure-requests, which would break it over plain HTTP, and with
+  // the hash of the one inline <style> it renders (its logo's, swagger-ui#10655), which the browser
+  // otherwise blocks with a console error (test/system/swagger-ui.test.ts sees it).
   if (config.DOCS_ENABLED) {
     await app.register(fastifySwaggerUi, {
       routePrefix: '/docs',
       staticCSP: true,
-      transformStaticCSP: (csp) => csp.replace(/\s*upgrade-insecure-requests;?/, ''),
+      transformStaticCSP: (csp) => csp.replace(/\s*upgrade-insecure-requests;?/, '')
+        .replace("style-src 'self'", `style-src 'self' ${SWAGGER_LOGO_STYLE}`),
     });
   }
 
