@@ -1,0 +1,3 @@
+export { RemoteCheckpointSaver, type RemoteCheckpointSaverOptions } from './saver.js';
+export { RemoteCheckpointError, type TransportOptions } from './transport.js';
+export type * from './wire.js';
