@@ -21,6 +21,7 @@ import { checkpointRoutes } from './routes/checkpoints.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { purgeRoutes } from './routes/purge.js';
+import { threadRoutes } from './routes/threads.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { problemResponses } from './schemas/common.js';
 import type { Tracing } from './tracing.js';
@@ -183,7 +184,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       tags: [
         { name: 'workflows', description: 'Workflow states and their steps' },
         { name: 'checkpoints', description: 'Snapshots of a state, and restoring from them' },
-        { name: 'maintenance', description: 'Purging old states' },
+        { name: 'threads', description: 'LangGraph checkpoints: a checkpoint saver\'s storage, per thread' },
+        { name: 'maintenance', description: 'Purging old states, and threads past their TTL' },
         { name: 'health', description: 'Probes for Kubernetes' },
       ],
       components: {
@@ -242,6 +244,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     });
     await v1.register(workflowRoutes);
     await v1.register(checkpointRoutes);
+    await v1.register(threadRoutes);
     await v1.register(purgeRoutes);
   }, { prefix: '/v1' });
   return app;

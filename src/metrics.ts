@@ -60,6 +60,11 @@ export class Metrics {
     help: 'Checkpoints created (a retry of the same checkpoint is not counted again).',
     registers: [this.registry],
   });
+  readonly threadCheckpointsWritten = new Counter({
+    name: 'thread_checkpoints_written_total',
+    help: 'Thread checkpoints stored (LangGraph puts; a repeat of the same checkpoint is not counted again).',
+    registers: [this.registry],
+  });
   readonly restores = new Counter({
     name: 'workflow_checkpoint_restores_total',
     help: 'Restores from a checkpoint, by mode: apply (in place), fork, preview.',
@@ -68,7 +73,8 @@ export class Metrics {
   });
   readonly purgedRows = new Counter({
     name: 'workflow_purged_rows_total',
-    help: 'Rows deleted by purge and prune requests: workflow_states, checkpoints.',
+    help: 'Rows deleted by purge and prune requests: workflow_states, checkpoints; threads (past their TTL), ' +
+      'thread_checkpoints (pruned to max_checkpoints).',
     labelNames: ['table'] as const,
     registers: [this.registry],
   });

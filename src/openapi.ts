@@ -186,7 +186,8 @@ export const DOCUMENT_INFO = {
     '`application/problem+json` (RFC 9457).\n\n' +
     'The examples are one workflow, with the same ids throughout: in Swagger UI, "Try it out" and "Execute" ' +
     'with them as they are, in the order a workflow goes (save, load, patch, a step, list, checkpoint, the ' +
-    'checkpoint reads, restore, prune, purge, and delete last), and each succeeds.',
+    'checkpoint reads, restore, prune; then a LangGraph thread\'s checkpoint, writes, tuple, search, delta history ' +
+    'and settings; purge, and the deletes last), and each succeeds.',
   version: SERVICE_VERSION,
   license: { name: 'MIT OR Apache-2.0', identifier: 'MIT OR Apache-2.0' },
 };

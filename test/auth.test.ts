@@ -55,7 +55,7 @@ t.test('every /v1 operation: 401 without a credential or with a bad one; health 
   const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
   const operations = Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))
     .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ method: m.toUpperCase(), url: p.replace(/\{[^}]+\}/g, randomUUID()) })));
-  t.equal(operations.length, 14, 'every operation of the API');
+  t.equal(operations.length, 22, 'every operation of the API');
   for (const op of operations) {
     const basic = `Basic ${Buffer.from('a:b').toString('base64')}`;
     for (const headers of [{}, as('wrong-token'), { authorization: basic }] as Record<string, string>[]) {
@@ -160,8 +160,8 @@ t.test('tenants: another tenant\'s state is a 404 everywhere, lists and purge se
 
   // Purge: bob's reaches bob's states only.
   const purge = { older_than: '2020-01-01T00:00:00Z' };
-  t.same((await send(TOKENS.bob, 'POST', '/v1/purge', { ...purge, dry_run: true })).json(), { matched: 1, dry_run: true });
-  t.same((await send(TOKENS.bob, 'POST', '/v1/purge', purge)).json(), { deleted: 1 });
+  t.same((await send(TOKENS.bob, 'POST', '/v1/purge', { ...purge, dry_run: true })).json(), { matched: 1, dry_run: true, threads_matched: 0 });
+  t.same((await send(TOKENS.bob, 'POST', '/v1/purge', purge)).json(), { deleted: 1, threads_deleted: 0 });
   t.equal((await send(TOKENS.alice, 'GET', `/v1/workflows/${ida}`)).statusCode, 200, 'alice\'s state survived bob\'s purge');
 
   // A fork stays in its tenant, whoever forks: alice's fork is alice's, and so is the operator's fork of it.
@@ -178,7 +178,7 @@ t.test('tenants: another tenant\'s state is a 404 everywhere, lists and purge se
   t.equal((await send(TOKENS.operator, 'PATCH', `/v1/workflows/${ida}`, { status: 'paused' })).statusCode, 200);
   t.equal((await send(TOKENS.alice, 'GET', `/v1/workflows/${ida}`)).json().status, 'paused');
   t.same((await send(TOKENS.operator, 'POST', '/v1/purge', { older_than: '2999-01-01T00:00:00Z', dry_run: true })).json(),
-    { matched: 2, dry_run: true }, 'the operator\'s purge reaches every tenant: the two finished forks');
+    { matched: 2, dry_run: true, threads_matched: 0 }, 'the operator\'s purge reaches every tenant: the two finished forks');
 });
 
 t.test('AUTH_TOKENS_FILE: the same JSON from a file', async (t) => {

@@ -134,13 +134,13 @@ t.test('the workflow-state CLI against the service', async (t) => {
 
   t.test('purge --older-than 30d --dry-run counts; without --dry-run deletes', async (t) => {
     t.strictSame(await cli(['purge', '--older-than', '30d', '--dry-run', '--url', url]),
-      { code: 0, stdout: '{\n  "matched": 1,\n  "dry_run": true\n}\n', stderr: '' });
+      { code: 0, stdout: '{\n  "matched": 1,\n  "dry_run": true,\n  "threads_matched": 0\n}\n', stderr: '' });
     t.equal((await cli(['purge', '--older-than', '30d', '--status', 'failed', '--dry-run', '--table', '--url', url])).stdout,
-      'matched  dry_run\n0        true\n');
+      'matched  dry_run  threads_matched\n0        true     0\n');
     t.equal((await cli(['purge', '--older-than', daysAgo(30), '--dry-run', '--url', url])).stdout,
-      '{\n  "matched": 1,\n  "dry_run": true\n}\n', 'an RFC 3339 time');
+      '{\n  "matched": 1,\n  "dry_run": true,\n  "threads_matched": 0\n}\n', 'an RFC 3339 time');
     t.strictSame(await cli(['purge', '--older-than', '30d', '--url', url]),
-      { code: 0, stdout: '{\n  "deleted": 1\n}\n', stderr: '' });
+      { code: 0, stdout: '{\n  "deleted": 1,\n  "threads_deleted": 0\n}\n', stderr: '' });
     t.equal(await client.load(OLD), null);
   });
 
@@ -171,7 +171,7 @@ t.test('a token from --token or WORKFLOW_STATE_TOKEN', async (t) => {
   t.match(none.stderr, /^401 Unauthorized: /);
   t.strictSame(await cli(['list', '--url', url, '--token', token]), { code: 0, stdout: '', stderr: '' });
   t.strictSame(await cli(['purge', '--older-than', '1d', '--dry-run', '--url', url], { WORKFLOW_STATE_TOKEN: token }),
-    { code: 0, stdout: '{\n  "matched": 0,\n  "dry_run": true\n}\n', stderr: '' });
+    { code: 0, stdout: '{\n  "matched": 0,\n  "dry_run": true,\n  "threads_matched": 0\n}\n', stderr: '' });
 });
 
 t.test('usage errors exit 2 and say what is wrong; --help exits 0', async (t) => {

@@ -243,11 +243,11 @@ t.test('purge: a dry run counts what a purge then deletes', async (t) => {
   await client.save(randomUUID(), body({ status: 'running', updated_at: daysAgo(40) }));
   const recent = await client.save(randomUUID(), body({ status: 'completed' }));
 
-  t.strictSame(await client.purge({ older_than: daysAgo(30), dry_run: true }), { matched: 3, dry_run: true });
+  t.strictSame(await client.purge({ older_than: daysAgo(30), dry_run: true }), { matched: 3, dry_run: true, threads_matched: 0 });
   t.strictSame(await client.purge({ older_than: daysAgo(30), statuses: ['completed'], dry_run: true }),
-    { matched: 2, dry_run: true });
-  t.strictSame(await client.purge({ older_than: daysAgo(30) }), { deleted: 3 });
-  t.strictSame(await client.purge({ older_than: daysAgo(30), dry_run: true }), { matched: 0, dry_run: true });
+    { matched: 2, dry_run: true, threads_matched: 0 });
+  t.strictSame(await client.purge({ older_than: daysAgo(30) }), { deleted: 3, threads_deleted: 0 });
+  t.strictSame(await client.purge({ older_than: daysAgo(30), dry_run: true }), { matched: 0, dry_run: true, threads_matched: 0 });
   const left = [];
   for await (const s of client.list()) left.push(s.status);
   t.strictSame(left.toSorted(), ['completed', 'running']);

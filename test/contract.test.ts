@@ -9,9 +9,11 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { STEP_STATUSES, WORKFLOW_STATUSES } from '../src/schemas/common.js';
 import {
-  checkpointAnswerExample, EXAMPLE_CHECKPOINT_ID, EXAMPLE_STATE_ID, stateExample, stepWrittenExample,
+  checkpointAnswerExample, checkpointTupleExample, checkpointTuplePageExample, EXAMPLE_CHANNEL, EXAMPLE_CHECKPOINT_ID,
+  EXAMPLE_STATE_ID, EXAMPLE_THREAD_CHECKPOINT_ID, EXAMPLE_THREAD_ID, stateExample, stepWrittenExample,
+  threadCheckpointExample, threadCheckpointRefExample, threadExample,
 } from '../src/schemas/examples.js';
-import { buildTestApp } from './helper.js';
+import { buildTestApp, json } from './helper.js';
 
 type Json = Record<string, any>;
 const doc: Json = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8'));
@@ -107,17 +109,40 @@ t.test('every operation\'s examples, sent unchanged in a workflow\'s order, succ
   const restored = (await run('restoreCheckpoint', 200)).json();
   t.same(withoutTimes(restored), withoutTimes({ ...checkpointAnswerExample.snapshot, version: 4 }));
   t.same((await run('pruneCheckpoints', 200)).json(), { deleted: 0 });
-  t.same((await run('purgeWorkflowStates', 200)).json(), { matched: 0, dry_run: true });
+
+  // A LangGraph thread, as a saver goes: a checkpoint, its task's writes, the tuple, search, delta history.
+  t.same((await run('saveThreadCheckpoint', 201)).json(), threadCheckpointRefExample);
+  t.same((await run('saveThreadCheckpoint', 200)).json(), threadCheckpointRefExample, 'the example again is the same checkpoint');
+  await run('saveThreadWrites', 204);
+  t.same((await run('loadThreadCheckpoint', 200)).json(), checkpointTupleExample, 'the tuple is the documented answer');
+  t.same((await app.inject({ url: `/v1/threads/${EXAMPLE_THREAD_ID}/checkpoints/latest` })).json(), checkpointTupleExample,
+    'latest is the one checkpoint');
+  t.same((await run('searchThreadCheckpoints', 200)).json(), checkpointTuplePageExample);
+  t.same((await run('loadDeltaChannelHistory', 200)).json(), { channels: { [EXAMPLE_CHANNEL]: { writes: [] } } },
+    'the thread\'s first checkpoint has no ancestors');
+  const thread = (await run('saveThreadSettings', 200)).json();
+  const { created_at, updated_at } = threadExample;
+  t.same({ ...thread, created_at, updated_at }, threadExample, 'the settings are the documented answer');
+  t.same((await run('loadThread', 200)).json(), thread);
+
+  t.same((await run('purgeWorkflowStates', 200)).json(), { matched: 0, dry_run: true, threads_matched: 0 });
   await run('deleteWorkflowState', 204);
   t.equal((await app.inject({ url: `/v1/workflows/${EXAMPLE_STATE_ID}` })).statusCode, 404, 'deleted');
+  await run('deleteThread', 204);
+  t.equal((await app.inject({ url: `/v1/threads/${EXAMPLE_THREAD_ID}` })).statusCode, 404, 'the thread is deleted');
   for (const id of ['liveness', 'readiness', 'health']) await run(id, 200);
 });
 
 t.test('every success answer shown has the fields the service answers', async (t) => {
   const { app } = await buildTestApp(t);
-  for (const id of ['saveWorkflowState', 'patchWorkflowState', 'saveStepState', 'createCheckpoint']) {
+  for (const id of ['saveWorkflowState', 'patchWorkflowState', 'saveStepState', 'createCheckpoint', 'saveThreadCheckpoint',
+    'saveThreadWrites', 'saveThreadSettings']) {
     await app.inject(exampleRequest(id));
   }
+  // A child of the example checkpoint, whose history of messages is the example's value and its write.
+  const child = `/v1/threads/${EXAMPLE_THREAD_ID}/checkpoints/child-1`;
+  await app.inject({ method: 'PUT', url: child,
+    ...json({ ...threadCheckpointExample, parent_checkpoint_id: EXAMPLE_THREAD_CHECKPOINT_ID, channel_values: [] }) });
   const answers: Record<string, unknown> = {
     WorkflowState: (await app.inject(exampleRequest('loadWorkflowState'))).json(),
     WorkflowStatePage: (await app.inject(exampleRequest('listWorkflowStates'))).json(),
@@ -126,6 +151,12 @@ t.test('every success answer shown has the fields the service answers', async (t
     CheckpointPage: (await app.inject(exampleRequest('listCheckpoints'))).json(),
     RestorePreview: (await app.inject({ ...exampleRequest('restoreCheckpoint'), payload: '{"mode":"preview"}' })).json(),
     Deleted: (await app.inject(exampleRequest('pruneCheckpoints'))).json(),
+    ThreadCheckpointRef: (await app.inject(exampleRequest('saveThreadCheckpoint'))).json(),
+    CheckpointTuple: (await app.inject(exampleRequest('loadThreadCheckpoint'))).json(),
+    CheckpointTuplePage: (await app.inject({ ...exampleRequest('searchThreadCheckpoints'),
+      payload: JSON.stringify({ checkpoint_id: EXAMPLE_THREAD_CHECKPOINT_ID }) })).json(),
+    DeltaChannelHistory: (await app.inject(`${child}/delta-history?channel=${EXAMPLE_CHANNEL}`)).json(),
+    Thread: (await app.inject(exampleRequest('loadThread'))).json(),
     PurgeResult: (await app.inject(exampleRequest('purgeWorkflowStates'))).json(),
     Readiness: (await app.inject(exampleRequest('readiness'))).json(),
     HealthDetails: (await app.inject(exampleRequest('health'))).json(),

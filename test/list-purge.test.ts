@@ -400,11 +400,11 @@ t.test('POST /v1/purge', async (t) => {
   t.test('dry_run counts and deletes nothing', async (t) => {
     const res = await purge(app, { older_than: daysAgo(7), dry_run: true });
     t.equal(res.statusCode, 200);
-    t.strictSame(res.json(), { matched: 2, dry_run: true });
+    t.strictSame(res.json(), { matched: 2, dry_run: true, threads_matched: 0 });
     const only = await purge(app, { older_than: daysAgo(7), dry_run: true, statuses: ['completed'] });
-    t.strictSame(only.json(), { matched: 1, dry_run: true });
+    t.strictSame(only.json(), { matched: 1, dry_run: true, threads_matched: 0 });
     const none = await purge(app, { older_than: daysAgo(60), dry_run: true });
-    t.strictSame(none.json(), { matched: 0, dry_run: true });
+    t.strictSame(none.json(), { matched: 0, dry_run: true, threads_matched: 0 });
     for (const id of [oldCompleted, oldRunning, newCompleted, oldFailed]) t.ok(await exists(app, id), `${id} kept`);
     t.equal(await stepCount(oldCompleted), 2);
   });
@@ -412,7 +412,7 @@ t.test('POST /v1/purge', async (t) => {
   t.test('statuses ["failed"] deletes only failed states', async (t) => {
     const res = await purge(app, { older_than: daysAgo(7), statuses: ['failed'] });
     t.equal(res.statusCode, 200);
-    t.strictSame(res.json(), { deleted: 1 });
+    t.strictSame(res.json(), { deleted: 1, threads_deleted: 0 });
     t.notOk(await exists(app, oldFailed));
     t.ok(await exists(app, oldCompleted), 'the old completed state is kept');
     t.ok(await exists(app, oldRunning));
@@ -424,13 +424,13 @@ t.test('POST /v1/purge', async (t) => {
     const res = await purge(app, { older_than: daysAgo(7) });
     t.equal(res.statusCode, 200);
     t.match(res.headers['content-type'], /^application\/json/);
-    t.strictSame(res.json(), { deleted: 1 });
+    t.strictSame(res.json(), { deleted: 1, threads_deleted: 0 });
     t.notOk(await exists(app, oldCompleted), 'the old completed state is deleted');
     t.ok(await exists(app, oldRunning), 'the old running state is kept');
     t.ok(await exists(app, newCompleted), 'the recent completed state is kept');
     t.equal(await stepCount(oldCompleted), 0, 'its steps are gone');
     t.equal((await app.inject({ url: `/v1/checkpoints/${cpId}` })).statusCode, 404, 'its checkpoint is gone');
-    t.strictSame((await purge(app, { older_than: daysAgo(7) })).json(), { deleted: 0 }, 'a second purge finds nothing');
+    t.strictSame((await purge(app, { older_than: daysAgo(7) })).json(), { deleted: 0, threads_deleted: 0 }, 'a second purge finds nothing');
   });
 
   t.test('statuses in any case are accepted', async (t) => {
@@ -438,15 +438,15 @@ t.test('POST /v1/purge', async (t) => {
     await put(app, uid(6), { workflow_id: 'old-failed-2', status: 'failed', updated_at: daysAgo(10) });
     const dry = await purge(app, { older_than: daysAgo(7), statuses: ['COMPLETED'], dry_run: true });
     t.equal(dry.statusCode, 200);
-    t.strictSame(dry.json(), { matched: 1, dry_run: true });
+    t.strictSame(dry.json(), { matched: 1, dry_run: true, threads_matched: 0 });
     const res = await purge(app, { older_than: daysAgo(7), statuses: ['Completed'] });
     t.equal(res.statusCode, 200);
-    t.strictSame(res.json(), { deleted: 1 });
+    t.strictSame(res.json(), { deleted: 1, threads_deleted: 0 });
     t.notOk(await exists(app, uid(5)));
     t.ok(await exists(app, uid(6)), 'failed is not purged when only Completed is asked');
     const both = await purge(app, { older_than: daysAgo(7), statuses: ['Failed', 'failed', 'cOmPlEtEd'] });
     t.equal(both.statusCode, 200);
-    t.strictSame(both.json(), { deleted: 1 });
+    t.strictSame(both.json(), { deleted: 1, threads_deleted: 0 });
     t.notOk(await exists(app, uid(6)));
     t.ok(await exists(app, oldRunning));
     t.ok(await exists(app, newCompleted));
@@ -455,9 +455,9 @@ t.test('POST /v1/purge', async (t) => {
   t.test('older_than with an offset is the same instant', async (t) => {
     // 2025-05-01T12:00:00Z; older_than 13:00+02:00 is 11:00Z (not older), 15:00+02:00 is 13:00Z (older)
     await put(app, uid(7), { workflow_id: 'offset', status: 'completed', updated_at: '2025-05-01T12:00:00Z' });
-    t.strictSame((await purge(app, { older_than: '2025-05-01T13:00:00+02:00' })).json(), { deleted: 0 });
+    t.strictSame((await purge(app, { older_than: '2025-05-01T13:00:00+02:00' })).json(), { deleted: 0, threads_deleted: 0 });
     t.ok(await exists(app, uid(7)));
-    t.strictSame((await purge(app, { older_than: '2025-05-01T15:00:00+02:00' })).json(), { deleted: 1 });
+    t.strictSame((await purge(app, { older_than: '2025-05-01T15:00:00+02:00' })).json(), { deleted: 1, threads_deleted: 0 });
     t.notOk(await exists(app, uid(7)));
   });
 });
@@ -480,23 +480,23 @@ t.test('POST /v1/purge deletes more than one batch (500) of states', async (t) =
     (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM workflow_states WHERE status = ${status}`)[0]!.n;
   t.equal(await count('completed'), 1201);
 
-  t.strictSame((await purge(app, { older_than: daysAgo(7), dry_run: true })).json(), { matched: 1200, dry_run: true });
+  t.strictSame((await purge(app, { older_than: daysAgo(7), dry_run: true })).json(), { matched: 1200, dry_run: true, threads_matched: 0 });
   const res = await purge(app, { older_than: daysAgo(7) });
   t.equal(res.statusCode, 200);
-  t.strictSame(res.json(), { deleted: 1200 });
+  t.strictSame(res.json(), { deleted: 1200, threads_deleted: 0 });
   t.equal(await count('completed'), 1, 'only the recent completed state is left');
   t.equal(await count('running'), 3, 'the old running states are kept');
   t.strictSame(ids(await list(app, { status: 'completed' })), [uid(1)]);
   t.equal((await sql<{ n: number }[]>`
     SELECT count(*)::int AS n FROM workflow_states w, json_object_keys(w.doc -> 'steps') k`)[0]!.n, 3,
     'the states left keep their steps: one each for the three running ones');
-  t.strictSame((await purge(app, { older_than: daysAgo(7), dry_run: true })).json(), { matched: 0, dry_run: true });
+  t.strictSame((await purge(app, { older_than: daysAgo(7), dry_run: true })).json(), { matched: 0, dry_run: true, threads_matched: 0 });
 
   t.test('exactly one batch (500) is deleted in full and the loop ends', async (t) => {
     await bulk(500, 'failed', 20);
     const again = await purge(app, { older_than: daysAgo(7), statuses: ['failed'] });
     t.equal(again.statusCode, 200);
-    t.strictSame(again.json(), { deleted: 500 });
+    t.strictSame(again.json(), { deleted: 500, threads_deleted: 0 });
     t.equal(await count('failed'), 0);
   });
 });

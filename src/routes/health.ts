@@ -28,7 +28,7 @@ const HealthDetails = Readiness.extend({
     status: 'ok',
     checks: readyChecks,
     database: { latency_ms: 0.42, pool_max: 10 },
-    schema: { expected_version: 3, applied_version: 3 },
+    schema: { expected_version: 4, applied_version: 4 },
     service: { version: SERVICE_VERSION, uptime_s: 3600 },
   }],
 });

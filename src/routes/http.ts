@@ -90,7 +90,7 @@ export function encodeCursor(keys: string[]): string {
   return Buffer.from(JSON.stringify(keys)).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, arity: number, check: (keys: string[]) => boolean): string[] {
+export function decodeCursor(cursor: string, arity: number, check: (keys: string[]) => boolean, path = 'query.cursor'): string[] {
   try {
     const keys: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (Array.isArray(keys) && keys.length === arity && keys.every((k) => typeof k === 'string') && check(keys)) {
@@ -99,7 +99,7 @@ export function decodeCursor(cursor: string, arity: number, check: (keys: string
   } catch {
     // fall through to the 400 below
   }
-  throw badRequest('The cursor is not one this service issued.', [{ path: 'query.cursor', message: 'invalid cursor' }]);
+  throw badRequest('The cursor is not one this service issued.', [{ path, message: 'invalid cursor' }]);
 }
 
 /** A page of stored documents, `{"items":[...],"next_cursor":...}`, in parts for sendJsonText. */

@@ -102,7 +102,7 @@ export const statePageExample = { items: [stateExample], next_cursor: null };
 
 /** A dry run: counts what would go, deletes nothing. */
 export const purgeExample = { older_than: '2026-01-01T00:00:00Z', statuses: ['completed', 'failed'], dry_run: true };
-export const purgeResultExample = { matched: 0, dry_run: true };
+export const purgeResultExample = { matched: 0, dry_run: true, threads_matched: 0 };
 
 export const deletedExample = { deleted: 0 };
 
@@ -113,4 +113,74 @@ export const problemExample = {
   detail: `Workflow state ${EXAMPLE_STATE_ID} is not at the version the request requires. It is at version 2.`,
   instance: 'req-1f',
   version: 2,
+};
+
+/*
+ * Threads (LangGraph checkpoints): one conversation, in the order a saver writes and reads it (a
+ * checkpoint, its task's writes, the tuple, a search, delta history, settings, and delete last).
+ * Values are the serializer's bytes in base64; here JSON, as LangGraph's default serializer makes.
+ */
+export const EXAMPLE_THREAD_ID = 'support-chat-42';
+export const EXAMPLE_THREAD_CHECKPOINT_ID = '1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f';
+export const EXAMPLE_TASK_ID = '3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c';
+export const EXAMPLE_CHANNEL = 'messages';
+const MESSAGES_VERSION = '00000000000000000000000000000002.4829103756381920';
+
+/** `{type: "json", data}`: a JSON value as LangGraph's serializer stores it, base64. */
+const jsonBlob = (value: unknown) => ({ type: 'json', data: Buffer.from(JSON.stringify(value)).toString('base64') });
+const question = jsonBlob([{ role: 'user', content: 'Where is my order?' }]);
+const answerWrite = jsonBlob([{ role: 'assistant', content: 'It left the warehouse this morning.' }]);
+const checkpointBlob = jsonBlob({
+  v: 4,
+  id: EXAMPLE_THREAD_CHECKPOINT_ID,
+  ts: '2026-12-01T09:00:00.000Z',
+  channel_versions: { [EXAMPLE_CHANNEL]: MESSAGES_VERSION },
+  versions_seen: { __input__: {} },
+});
+const metadataBlob = jsonBlob({ source: 'loop', step: 1, parents: {} });
+
+/** PUT of a checkpoint: the serialized checkpoint without its channel values, and the values that changed. */
+export const threadCheckpointExample = {
+  parent_checkpoint_id: null,
+  v: 4,
+  channel_versions: { [EXAMPLE_CHANNEL]: MESSAGES_VERSION },
+  checkpoint: checkpointBlob,
+  metadata: metadataBlob,
+  channel_values: [{ channel: EXAMPLE_CHANNEL, version: MESSAGES_VERSION, ...question }],
+};
+export const threadCheckpointRefExample = {
+  thread_id: EXAMPLE_THREAD_ID,
+  checkpoint_ns: '',
+  checkpoint_id: EXAMPLE_THREAD_CHECKPOINT_ID,
+};
+
+/** PUT of a task's writes to the checkpoint. */
+const TASK_PATH = '~__pregel_pull, agent';
+export const threadWritesExample = { task_path: TASK_PATH, writes: [{ idx: 0, channel: EXAMPLE_CHANNEL, ...answerWrite }] };
+
+/** The tuple then: the checkpoint, its channel values assembled, and the task's pending write. */
+export const checkpointTupleExample = {
+  ...threadCheckpointRefExample,
+  parent_checkpoint_id: null,
+  v: 4,
+  checkpoint: checkpointBlob,
+  metadata: metadataBlob,
+  channel_values: [{ channel: EXAMPLE_CHANNEL, ...question }],
+  pending_writes: [{ task_id: EXAMPLE_TASK_ID, task_path: TASK_PATH, idx: 0, channel: EXAMPLE_CHANNEL, ...answerWrite }],
+};
+export const threadSearchExample = { thread_id: EXAMPLE_THREAD_ID, filter: { source: 'loop' }, limit: 10 };
+export const checkpointTuplePageExample = { items: [checkpointTupleExample], next_cursor: null };
+
+/** A child checkpoint's history of `messages`: its parent's value (the seed) and the parent's writes since. */
+export const deltaHistoryExample = {
+  channels: { [EXAMPLE_CHANNEL]: { seed: question, writes: [{ task_id: EXAMPLE_TASK_ID, channel: EXAMPLE_CHANNEL, ...answerWrite }] } },
+};
+
+/** Thread settings: keep the newest 100 checkpoints, delete the thread after 30 idle days. */
+export const threadSettingsExample = { max_checkpoints: 100, ttl_seconds: 2_592_000 };
+export const threadExample = {
+  thread_id: EXAMPLE_THREAD_ID,
+  ...threadSettingsExample,
+  created_at: '2026-12-01T09:00:00.104729Z',
+  updated_at: '2026-12-01T09:00:07.512003Z',
 };

@@ -16,6 +16,10 @@ const STATE_ID = '7d9f2a6c-3b1e-4c8a-9f0d-2e5b6a1c4d3f';
 const WORKFLOW_ID = 'invoice-pipeline';
 const STEP_ID = 'classify';
 const CHECKPOINT_ID = '0b7e6f3a-9c2d-4e1f-8a5b-6c3d2e1f0a9b';
+const THREAD_ID = 'support-chat-42';
+const THREAD_CHECKPOINT_ID = '1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f';
+const TASK_ID = '3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c';
+const THREAD_CHECKPOINT = `/v1/threads/${THREAD_ID}/checkpoints/${THREAD_CHECKPOINT_ID}`;
 
 const SHOTS = new URL('../screenshots/swagger-ui/', import.meta.url);
 
@@ -45,6 +49,8 @@ const oneLine = (body: string) => body.replace(/\s*\n\s*/g, ' ').trim() || '(no 
 const json = (got: Executed) => JSON.parse(got.body) as Record<string, unknown>;
 const state = async (api: Api) => api.inject({ url: `/v1/workflows/${STATE_ID}` });
 const checkpoint = async (api: Api) => api.inject({ url: `/v1/checkpoints/${CHECKPOINT_ID}` });
+const tuple = async (api: Api) => api.inject({ url: THREAD_CHECKPOINT });
+const thread = async (api: Api) => api.inject({ url: `/v1/threads/${THREAD_ID}` });
 
 const WORKFLOW: Operation[] = [
   {
@@ -129,11 +135,56 @@ const WORKFLOW: Operation[] = [
     },
   },
   {
-    // A dry run: it counts, and deletes nothing (the state is paused, not finished).
+    tag: 'threads', operationId: 'saveThreadCheckpoint', status: 201, path: THREAD_CHECKPOINT,
+    check: async (t, got, api) => {
+      t.same(json(got), { thread_id: THREAD_ID, checkpoint_ns: '', checkpoint_id: THREAD_CHECKPOINT_ID });
+      const res = await tuple(api);
+      t.equal(res.statusCode, 200, 'the checkpoint is stored');
+      t.same(res.json().channel_values.map((v: { channel: string }) => v.channel), ['messages'], 'with its value');
+    },
+  },
+  {
+    tag: 'threads', operationId: 'saveThreadWrites', status: 204, path: `${THREAD_CHECKPOINT}/writes/${TASK_ID}`,
+    check: async (t, got, api) => {
+      t.equal(got.body, '', 'no body');
+      t.same((await tuple(api)).json().pending_writes.map((w: { task_id: string }) => w.task_id), [TASK_ID],
+        'the write is pending on the checkpoint');
+    },
+  },
+  {
+    tag: 'threads', operationId: 'loadThreadCheckpoint', status: 200, path: THREAD_CHECKPOINT,
+    check: async (t, got, api) => { t.same(json(got), (await tuple(api)).json(), 'the stored tuple'); },
+  },
+  {
+    tag: 'threads', operationId: 'searchThreadCheckpoints', status: 200, path: '/v1/threads/search',
+    check: async (t, got, api) => {
+      const { items, next_cursor: next } = json(got) as { items: unknown[]; next_cursor: unknown };
+      t.same([items, next], [[(await tuple(api)).json()], null], 'the one checkpoint is found');
+    },
+  },
+  {
+    tag: 'threads', operationId: 'loadDeltaChannelHistory', status: 200,
+    path: `${THREAD_CHECKPOINT}/delta-history?channel=messages`,
+    check: (t, got) => { t.same(json(got), { channels: { messages: { writes: [] } } }, 'the first checkpoint has no ancestors'); },
+  },
+  {
+    tag: 'threads', operationId: 'saveThreadSettings', status: 200, path: `/v1/threads/${THREAD_ID}`,
+    check: async (t, got, api) => {
+      t.match(json(got), { thread_id: THREAD_ID, max_checkpoints: 100, ttl_seconds: 2592000 });
+      t.same((await thread(api)).json(), json(got), 'the stored settings are the ones answered');
+    },
+  },
+  {
+    tag: 'threads', operationId: 'loadThread', status: 200, path: `/v1/threads/${THREAD_ID}`,
+    check: async (t, got, api) => { t.same(json(got), (await thread(api)).json(), 'the stored thread'); },
+  },
+  {
+    // A dry run: it counts, and deletes nothing (the state is paused, not finished; the thread's TTL is far).
     tag: 'maintenance', operationId: 'purgeWorkflowStates', status: 200, path: '/v1/purge',
     check: async (t, got, api) => {
-      t.same(json(got), { matched: 0, dry_run: true });
+      t.same(json(got), { matched: 0, dry_run: true, threads_matched: 0 });
       t.equal((await state(api)).statusCode, 200, 'the state is still there');
+      t.equal((await thread(api)).statusCode, 200, 'and the thread');
     },
   },
   {
@@ -142,6 +193,14 @@ const WORKFLOW: Operation[] = [
       t.equal(got.body, '', 'no body');
       t.equal((await state(api)).statusCode, 404, 'the state is gone');
       t.equal((await checkpoint(api)).statusCode, 404, 'with its checkpoint');
+    },
+  },
+  {
+    tag: 'threads', operationId: 'deleteThread', status: 204, path: `/v1/threads/${THREAD_ID}`,
+    check: async (t, got, api) => {
+      t.equal(got.body, '', 'no body');
+      t.equal((await thread(api)).statusCode, 404, 'the thread is gone');
+      t.equal((await tuple(api)).statusCode, 404, 'with its checkpoint');
     },
   },
   {

@@ -241,6 +241,118 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/threads/{thread_id}/checkpoints/{checkpoint_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A checkpoint tuple: the checkpoint, its channel values, metadata, parent and pending writes (a saver's getTuple)
+         * @description One statement, whose cost does not grow with the thread's history. `latest` answers the namespace's checkpoint with the greatest id (code point order).
+         */
+        get: operations["loadThreadCheckpoint"];
+        /**
+         * Store a checkpoint and the channel values that changed (a saver's put)
+         * @description The thread is created by its first checkpoint or write, in the same statement. Each channel value is stored once per version and assembled into every checkpoint that names the version, so a channel written once is read from where it was written. The same id and content again answers 200, other content 409. With the thread's `max_checkpoints`, older checkpoints of the namespace are pruned before the answer.
+         */
+        put: operations["saveThreadCheckpoint"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/threads/{thread_id}/checkpoints/{checkpoint_id}/writes/{task_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Store a task's pending writes to a checkpoint (a saver's putWrites)
+         * @description The checkpoint need not exist yet, nor the thread (LangGraph's async durability sends writes before their checkpoint): the thread is created here if needed. A write with idx >= 0 is stored once; one with a negative idx (a special channel) replaces the stored one.
+         */
+        put: operations["saveThreadWrites"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/threads/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Checkpoint tuples by thread, namespace, id, `before` and metadata, newest first (a saver's list)
+         * @description Across the tenant's threads unless `thread_id` is given (an operator's: every tenant's). Keyset pages: `next_cursor` is null on the last page. A POST so that the metadata filter can be an object; it needs the `read` scope only.
+         */
+        post: operations["searchThreadCheckpoints"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/threads/{thread_id}/checkpoints/{checkpoint_id}/delta-history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What rebuilds delta channels' values at a checkpoint (a saver's getDeltaChannelHistory)
+         * @description For each channel, walking from the checkpoint's parent up its ancestors to the nearest one that stores the channel's value: that value (the seed) and the channel's writes on every ancestor walked, the seed's included, oldest first. One statement. An unknown checkpoint has no history: each channel answers no writes.
+         */
+        get: operations["loadDeltaChannelHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/threads/{thread_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A thread's retention settings and times
+         * @description `updated_at` is the time of its last checkpoint, write or settings change; a TTL counts from it.
+         */
+        get: operations["loadThread"];
+        /**
+         * Create a thread or change its retention: `max_checkpoints`, `ttl_seconds`
+         * @description A setting absent from the body is kept, null clears it. By default a thread keeps every checkpoint and has no TTL (`CHECKPOINT_RETENTION` is for workflow states only). A new `max_checkpoints` prunes every namespace of the thread at once; later puts keep it so.
+         */
+        put: operations["saveThreadSettings"];
+        post?: never;
+        /**
+         * Delete a thread: every checkpoint, value and write, in every namespace (a saver's deleteThread)
+         * @description In one statement, so atomically. Idempotent: 204 whether or not the thread existed.
+         */
+        delete: operations["deleteThread"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/purge": {
         parameters: {
             query?: never;
@@ -251,8 +363,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Delete finished states last updated before a time (the seed's delete_old_states)
-         * @description Deletes in batches, so no long lock is held; steps and checkpoints go with their states. Needs the `admin` scope. With `dry_run` it counts them and deletes nothing.
+         * Delete finished states last updated before a time (the seed's delete_old_states), and threads past their TTL
+         * @description Deletes in batches, so no long lock is held; steps and checkpoints go with their states. Threads whose `ttl_seconds` passed since their last checkpoint or write go too, whatever `older_than` says; threads without a TTL are never purged. Needs the `admin` scope. With `dry_run` it counts them and deletes nothing.
          */
         post: operations["purgeWorkflowStates"];
         delete?: never;
@@ -265,6 +377,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Serialized bytes: the serializer's type, and the bytes in base64. */
+        Blob: {
+            /** @description The serializer's type of the bytes (`json`, `bytes`, …); `empty` only in channel_values. */
+            type: string;
+            /**
+             * Format: base64
+             * @description The bytes, base64 (RFC 4648, with padding).
+             */
+            data: string;
+        };
         /**
          * @example {
          *       "id": "0b7e6f3a-9c2d-4e1f-8a5b-6c3d2e1f0a9b",
@@ -355,11 +477,150 @@ export interface components {
         };
         /**
          * @example {
+         *       "thread_id": "support-chat-42",
+         *       "checkpoint_ns": "",
+         *       "checkpoint_id": "1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f",
+         *       "parent_checkpoint_id": null,
+         *       "v": 4,
+         *       "checkpoint": {
+         *         "type": "json",
+         *         "data": "eyJ2Ijo0LCJpZCI6IjFmMGQyYzRlLThhNmItNmMzMS04MDAxLTVlN2Q5YTJiNGM2ZiIsInRzIjoiMjAyNi0xMi0wMVQwOTowMDowMC4wMDBaIiwiY2hhbm5lbF92ZXJzaW9ucyI6eyJtZXNzYWdlcyI6IjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAyLjQ4MjkxMDM3NTYzODE5MjAifSwidmVyc2lvbnNfc2VlbiI6eyJfX2lucHV0X18iOnt9fX0="
+         *       },
+         *       "metadata": {
+         *         "type": "json",
+         *         "data": "eyJzb3VyY2UiOiJsb29wIiwic3RlcCI6MSwicGFyZW50cyI6e319"
+         *       },
+         *       "channel_values": [
+         *         {
+         *           "channel": "messages",
+         *           "type": "json",
+         *           "data": "W3sicm9sZSI6InVzZXIiLCJjb250ZW50IjoiV2hlcmUgaXMgbXkgb3JkZXI/In1d"
+         *         }
+         *       ],
+         *       "pending_writes": [
+         *         {
+         *           "task_id": "3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c",
+         *           "task_path": "~__pregel_pull, agent",
+         *           "idx": 0,
+         *           "channel": "messages",
+         *           "type": "json",
+         *           "data": "W3sicm9sZSI6ImFzc2lzdGFudCIsImNvbnRlbnQiOiJJdCBsZWZ0IHRoZSB3YXJlaG91c2UgdGhpcyBtb3JuaW5nLiJ9XQ=="
+         *         }
+         *       ]
+         *     }
+         */
+        CheckpointTuple: {
+            thread_id: string;
+            checkpoint_ns: string;
+            checkpoint_id: string;
+            parent_checkpoint_id: string | null;
+            v: number;
+            checkpoint: components["schemas"]["StoredBlob"];
+            metadata: components["schemas"]["StoredBlob"];
+            /** @description The value of each channel of channel_versions that has one, in channel order. */
+            channel_values: {
+                channel: string;
+                type: string;
+                data: string;
+            }[];
+            /** @description The checkpoint's writes in (task_path, task_id, idx) order, strings by code point. */
+            pending_writes: {
+                task_id: string;
+                task_path: string;
+                idx: number;
+                channel: string;
+                type: string;
+                data: string;
+            }[];
+            /** @description Only when v < 4 and the checkpoint has a parent: the parent's `__pregel_tasks` writes, in order, for the saver to migrate into channel_values as LangGraph's savers do. */
+            pending_sends?: components["schemas"]["StoredBlob"][];
+        };
+        /**
+         * @example {
+         *       "items": [
+         *         {
+         *           "thread_id": "support-chat-42",
+         *           "checkpoint_ns": "",
+         *           "checkpoint_id": "1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f",
+         *           "parent_checkpoint_id": null,
+         *           "v": 4,
+         *           "checkpoint": {
+         *             "type": "json",
+         *             "data": "eyJ2Ijo0LCJpZCI6IjFmMGQyYzRlLThhNmItNmMzMS04MDAxLTVlN2Q5YTJiNGM2ZiIsInRzIjoiMjAyNi0xMi0wMVQwOTowMDowMC4wMDBaIiwiY2hhbm5lbF92ZXJzaW9ucyI6eyJtZXNzYWdlcyI6IjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAyLjQ4MjkxMDM3NTYzODE5MjAifSwidmVyc2lvbnNfc2VlbiI6eyJfX2lucHV0X18iOnt9fX0="
+         *           },
+         *           "metadata": {
+         *             "type": "json",
+         *             "data": "eyJzb3VyY2UiOiJsb29wIiwic3RlcCI6MSwicGFyZW50cyI6e319"
+         *           },
+         *           "channel_values": [
+         *             {
+         *               "channel": "messages",
+         *               "type": "json",
+         *               "data": "W3sicm9sZSI6InVzZXIiLCJjb250ZW50IjoiV2hlcmUgaXMgbXkgb3JkZXI/In1d"
+         *             }
+         *           ],
+         *           "pending_writes": [
+         *             {
+         *               "task_id": "3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c",
+         *               "task_path": "~__pregel_pull, agent",
+         *               "idx": 0,
+         *               "channel": "messages",
+         *               "type": "json",
+         *               "data": "W3sicm9sZSI6ImFzc2lzdGFudCIsImNvbnRlbnQiOiJJdCBsZWZ0IHRoZSB3YXJlaG91c2UgdGhpcyBtb3JuaW5nLiJ9XQ=="
+         *             }
+         *           ]
+         *         }
+         *       ],
+         *       "next_cursor": null
+         *     }
+         */
+        CheckpointTuplePage: {
+            items: components["schemas"]["CheckpointTuple"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @example {
          *       "deleted": 0
          *     }
          */
         Deleted: {
             deleted: number;
+        };
+        /**
+         * @example {
+         *       "channels": {
+         *         "messages": {
+         *           "seed": {
+         *             "type": "json",
+         *             "data": "W3sicm9sZSI6InVzZXIiLCJjb250ZW50IjoiV2hlcmUgaXMgbXkgb3JkZXI/In1d"
+         *           },
+         *           "writes": [
+         *             {
+         *               "task_id": "3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c",
+         *               "channel": "messages",
+         *               "type": "json",
+         *               "data": "W3sicm9sZSI6ImFzc2lzdGFudCIsImNvbnRlbnQiOiJJdCBsZWZ0IHRoZSB3YXJlaG91c2UgdGhpcyBtb3JuaW5nLiJ9XQ=="
+         *             }
+         *           ]
+         *         }
+         *       }
+         *     }
+         */
+        DeltaChannelHistory: {
+            /** @description One member per channel asked for. */
+            channels: {
+                [key: string]: {
+                    /** @description The value at the nearest ancestor that has one; absent when none has. */
+                    seed?: components["schemas"]["StoredBlob"];
+                    /** @description The channel's writes on every ancestor from the seed's (included) to the parent, oldest first. */
+                    writes: {
+                        task_id: string;
+                        channel: string;
+                        type: string;
+                        data: string;
+                    }[];
+                };
+            };
         };
         /**
          * @example {
@@ -380,8 +641,8 @@ export interface components {
          *         "pool_max": 10
          *       },
          *       "schema": {
-         *         "expected_version": 3,
-         *         "applied_version": 3
+         *         "expected_version": 4,
+         *         "applied_version": 4
          *       },
          *       "service": {
          *         "version": "0.2.0",
@@ -512,17 +773,22 @@ export interface components {
         /**
          * @example {
          *       "matched": 0,
-         *       "dry_run": true
+         *       "dry_run": true,
+         *       "threads_matched": 0
          *     }
          */
         PurgeResult: {
             /** @description States deleted, with their steps and checkpoints. */
             deleted: number;
+            /** @description Threads deleted because their TTL passed, with everything in them. */
+            threads_deleted: number;
         } | {
             /** @description States a purge would delete now. */
             matched: number;
             /** @constant */
             dry_run: true;
+            /** @description Threads past their TTL, which a purge would delete now. */
+            threads_matched: number;
         };
         /**
          * @example {
@@ -648,6 +914,94 @@ export interface components {
             error?: string | null;
             retry_count?: number;
         };
+        /**
+         * @example {
+         *       "parent_checkpoint_id": null,
+         *       "v": 4,
+         *       "channel_versions": {
+         *         "messages": "00000000000000000000000000000002.4829103756381920"
+         *       },
+         *       "checkpoint": {
+         *         "type": "json",
+         *         "data": "eyJ2Ijo0LCJpZCI6IjFmMGQyYzRlLThhNmItNmMzMS04MDAxLTVlN2Q5YTJiNGM2ZiIsInRzIjoiMjAyNi0xMi0wMVQwOTowMDowMC4wMDBaIiwiY2hhbm5lbF92ZXJzaW9ucyI6eyJtZXNzYWdlcyI6IjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAyLjQ4MjkxMDM3NTYzODE5MjAifSwidmVyc2lvbnNfc2VlbiI6eyJfX2lucHV0X18iOnt9fX0="
+         *       },
+         *       "metadata": {
+         *         "type": "json",
+         *         "data": "eyJzb3VyY2UiOiJsb29wIiwic3RlcCI6MSwicGFyZW50cyI6e319"
+         *       },
+         *       "channel_values": [
+         *         {
+         *           "channel": "messages",
+         *           "version": "00000000000000000000000000000002.4829103756381920",
+         *           "type": "json",
+         *           "data": "W3sicm9sZSI6InVzZXIiLCJjb250ZW50IjoiV2hlcmUgaXMgbXkgb3JkZXI/In1d"
+         *         }
+         *       ]
+         *     }
+         */
+        SaveThreadCheckpoint: {
+            /**
+             * @description The id in the config the client put it with; null for a thread's first checkpoint.
+             * @default null
+             */
+            parent_checkpoint_id?: string | null;
+            /** @description The checkpoint's format version (LangGraph's `v`). */
+            v: number;
+            /** @description The checkpoint's `channel_versions`: the version of each channel a read assembles. */
+            channel_versions: {
+                [key: string]: string | number;
+            };
+            /** @description The serialized checkpoint without its `channel_values`. */
+            checkpoint: components["schemas"]["Blob"];
+            /** @description The serialized metadata; when its type is `json`, search can filter on it. */
+            metadata: components["schemas"]["Blob"];
+            /** @description The values of the channels that changed (LangGraph's `newVersions`), each at the version `channel_versions` names; type `empty` without data: the channel has no value at that version. */
+            channel_values: {
+                channel: string;
+                /** @description A channel version as LangGraph has it: a string or a number (stored as its text, compared as text). Must be unique per channel within a namespace: a value is stored once per version. */
+                version: string | number;
+                /** @description The serializer's type of the bytes (`json`, `bytes`, …); `empty` only in channel_values. */
+                type: string;
+                /**
+                 * Format: base64
+                 * @description Absent exactly when type is `empty` (the channel has no value).
+                 */
+                data?: string;
+            }[];
+        };
+        /**
+         * @example {
+         *       "task_path": "~__pregel_pull, agent",
+         *       "writes": [
+         *         {
+         *           "idx": 0,
+         *           "channel": "messages",
+         *           "type": "json",
+         *           "data": "W3sicm9sZSI6ImFzc2lzdGFudCIsImNvbnRlbnQiOiJJdCBsZWZ0IHRoZSB3YXJlaG91c2UgdGhpcyBtb3JuaW5nLiJ9XQ=="
+         *         }
+         *       ]
+         *     }
+         */
+        SaveThreadWrites: {
+            /**
+             * @description The task's path (LangGraph's `taskPath`); writes are answered in (task_path, task_id, idx) order.
+             * @default
+             */
+            task_path?: string;
+            /** @description A write with idx >= 0 is stored once (a repeat keeps the first); one with a negative idx replaces the stored one. Within a request the last write with an idx wins. */
+            writes: {
+                /** @description The write's index in the task's writes; negative for a special channel (`__error__` -1, `__scheduled__` -2, `__interrupt__` -3, `__resume__` -4). */
+                idx: number;
+                channel: string;
+                /** @description The serializer's type of the bytes (`json`, `bytes`, …); `empty` only in channel_values. */
+                type: string;
+                /**
+                 * Format: base64
+                 * @description The bytes, base64 (RFC 4648, with padding).
+                 */
+                data: string;
+            }[];
+        };
         SaveWorkflowState: {
             /**
              * Format: uuid
@@ -675,6 +1029,36 @@ export interface components {
             };
             /** @description Same as If-Match: 412 unless it is the stored version. */
             version?: number;
+        };
+        /**
+         * @example {
+         *       "thread_id": "support-chat-42",
+         *       "filter": {
+         *         "source": "loop"
+         *       },
+         *       "limit": 10
+         *     }
+         */
+        SearchThreadCheckpoints: {
+            /** @description Only this thread (absent or null: every thread of the tenant). */
+            thread_id?: string | null;
+            /** @description Only this namespace (absent or null: every namespace; `""` is the root graph's). */
+            checkpoint_ns?: string | null;
+            /** @description Only the checkpoint with this id. */
+            checkpoint_id?: string | null;
+            /** @description Only checkpoints whose id is less than this one (code point order), in any thread. */
+            before?: string | null;
+            /** @description Only checkpoints whose JSON metadata contains this object (PostgreSQL's jsonb `@>`: each member equal); `{}` filters nothing. */
+            filter?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * @description Most items on a page; a page also ends before `LIST_MAX_BYTES` of values.
+             * @default 100
+             */
+            limit?: number;
+            /** @description The `next_cursor` of the previous page, with the same filters. */
+            cursor?: string | null;
         };
         StepState: {
             step_id: string;
@@ -711,6 +1095,52 @@ export interface components {
             retry_count: number;
             /** @description The state's version after this write, as in the ETag header. */
             version: number;
+        };
+        /** @description Bytes as stored: the serializer's type, and the bytes in base64. */
+        StoredBlob: {
+            type: string;
+            data: string;
+        };
+        /**
+         * @example {
+         *       "thread_id": "support-chat-42",
+         *       "max_checkpoints": 100,
+         *       "ttl_seconds": 2592000,
+         *       "created_at": "2026-12-01T09:00:00.104729Z",
+         *       "updated_at": "2026-12-01T09:00:07.512003Z"
+         *     }
+         */
+        Thread: {
+            thread_id: string;
+            max_checkpoints: number | null;
+            ttl_seconds: number | null;
+            created_at: string;
+            /** @description The last checkpoint, write or settings change. */
+            updated_at: string;
+        };
+        /**
+         * @example {
+         *       "thread_id": "support-chat-42",
+         *       "checkpoint_ns": "",
+         *       "checkpoint_id": "1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f"
+         *     }
+         */
+        ThreadCheckpointRef: {
+            thread_id: string;
+            checkpoint_ns: string;
+            checkpoint_id: string;
+        };
+        /**
+         * @example {
+         *       "max_checkpoints": 100,
+         *       "ttl_seconds": 2592000
+         *     }
+         */
+        ThreadSettings: {
+            /** @description Keep the newest this many checkpoints of each namespace (and the ancestors their delta channels need); null keeps all (the default). Absent: unchanged. */
+            max_checkpoints?: number | null;
+            /** @description `POST /v1/purge` deletes the thread once no checkpoint or write came for this many seconds; null: never (the default). Absent: unchanged. */
+            ttl_seconds?: number | null;
         };
         /**
          * @example {
@@ -1648,6 +2078,398 @@ export interface operations {
             412: components["responses"]["PreconditionFailed"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    loadThreadCheckpoint: {
+        parameters: {
+            query?: {
+                /** @description The checkpoint namespace (up to 255 characters); absent: `""`, the root graph's. */
+                ns?: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+                /**
+                 * @description The checkpoint's id (1-128 characters); on a read, `latest` is the namespace's greatest id.
+                 * @example 1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f
+                 */
+                checkpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tuple */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointTuple"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    saveThreadCheckpoint: {
+        parameters: {
+            query?: {
+                /** @description The checkpoint namespace (up to 255 characters); absent: `""`, the root graph's. */
+                ns?: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+                /**
+                 * @description The checkpoint's id (1-128 characters); on a read, `latest` is the namespace's greatest id.
+                 * @example 1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f
+                 */
+                checkpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "parent_checkpoint_id": null,
+                 *       "v": 4,
+                 *       "channel_versions": {
+                 *         "messages": "00000000000000000000000000000002.4829103756381920"
+                 *       },
+                 *       "checkpoint": {
+                 *         "type": "json",
+                 *         "data": "eyJ2Ijo0LCJpZCI6IjFmMGQyYzRlLThhNmItNmMzMS04MDAxLTVlN2Q5YTJiNGM2ZiIsInRzIjoiMjAyNi0xMi0wMVQwOTowMDowMC4wMDBaIiwiY2hhbm5lbF92ZXJzaW9ucyI6eyJtZXNzYWdlcyI6IjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAyLjQ4MjkxMDM3NTYzODE5MjAifSwidmVyc2lvbnNfc2VlbiI6eyJfX2lucHV0X18iOnt9fX0="
+                 *       },
+                 *       "metadata": {
+                 *         "type": "json",
+                 *         "data": "eyJzb3VyY2UiOiJsb29wIiwic3RlcCI6MSwicGFyZW50cyI6e319"
+                 *       },
+                 *       "channel_values": [
+                 *         {
+                 *           "channel": "messages",
+                 *           "version": "00000000000000000000000000000002.4829103756381920",
+                 *           "type": "json",
+                 *           "data": "W3sicm9sZSI6InVzZXIiLCJjb250ZW50IjoiV2hlcmUgaXMgbXkgb3JkZXI/In1d"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["SaveThreadCheckpoint"];
+            };
+        };
+        responses: {
+            /** @description Already stored with this content */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ThreadCheckpointRef"];
+                };
+            };
+            /** @description Stored */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ThreadCheckpointRef"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    saveThreadWrites: {
+        parameters: {
+            query?: {
+                /** @description The checkpoint namespace (up to 255 characters); absent: `""`, the root graph's. */
+                ns?: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+                /**
+                 * @description The checkpoint's id (1-128 characters); on a read, `latest` is the namespace's greatest id.
+                 * @example 1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f
+                 */
+                checkpoint_id: string;
+                /**
+                 * @description The task's id (1-128 characters).
+                 * @example 3c9e1b7a-2f4d-5e8a-9b0c-1d2e3f4a5b6c
+                 */
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "task_path": "~__pregel_pull, agent",
+                 *       "writes": [
+                 *         {
+                 *           "idx": 0,
+                 *           "channel": "messages",
+                 *           "type": "json",
+                 *           "data": "W3sicm9sZSI6ImFzc2lzdGFudCIsImNvbnRlbnQiOiJJdCBsZWZ0IHRoZSB3YXJlaG91c2UgdGhpcyBtb3JuaW5nLiJ9XQ=="
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["SaveThreadWrites"];
+            };
+        };
+        responses: {
+            /** @description Stored */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    searchThreadCheckpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "thread_id": "support-chat-42",
+                 *       "filter": {
+                 *         "source": "loop"
+                 *       },
+                 *       "limit": 10
+                 *     }
+                 */
+                "application/json": components["schemas"]["SearchThreadCheckpoints"];
+            };
+        };
+        responses: {
+            /** @description A page of tuples */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointTuplePage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    loadDeltaChannelHistory: {
+        parameters: {
+            query: {
+                /** @description The checkpoint namespace (up to 255 characters); absent: `""`, the root graph's. */
+                ns?: string;
+                /**
+                 * @description The channels whose history to answer; repeat it for several.
+                 * @example [
+                 *       "messages"
+                 *     ]
+                 */
+                channel: string[];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+                /**
+                 * @description The checkpoint's id (1-128 characters); on a read, `latest` is the namespace's greatest id.
+                 * @example 1f0d2c4e-8a6b-6c31-8001-5e7d9a2b4c6f
+                 */
+                checkpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each channel's seed and writes */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeltaChannelHistory"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    loadThread: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The thread */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Thread"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    saveThreadSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "max_checkpoints": 100,
+                 *       "ttl_seconds": 2592000
+                 *     }
+                 */
+                "application/json": components["schemas"]["ThreadSettings"];
+            };
+        };
+        responses: {
+            /** @description Changed: the thread */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Thread"];
+                };
+            };
+            /** @description Created: the thread, without checkpoints */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Thread"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteThread: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The thread's id, the client's (1-255 characters), unique within the credential's tenant.
+                 * @example support-chat-42
+                 */
+                thread_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, or there was no such thread */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
