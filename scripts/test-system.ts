@@ -3,14 +3,16 @@
  * PgBouncer (Debian's `pgbouncer`) in transaction mode in front of the test PostgreSQL, then
  *  - test/system/*.test.ts (Swagger UI in Debian's `chromium` among them), and
  *  - the service's own test files again, every pool they make going through that PgBouncer with
- *    DATABASE_PREPARE=false (databases are still made and dropped on PostgreSQL directly).
+ *    DATABASE_PREPARE=false (databases are still made and dropped on PostgreSQL directly), and
+ *  - the vitest files (LangGraph's checkpointer suite and the saver's graph tests) likewise.
  * A missing pgbouncer or chromium fails the run, naming the package; it never skips.
  */
 import { readdir } from 'node:fs/promises';
 import { chromiumBinary } from '../test/support/chromium.js';
 import { provideTestPostgres } from '../test/support/database.js';
 import { pgbouncerBinary, startPgBouncer } from '../test/support/pgbouncer.js';
-import { runTap } from './tap.js';
+import { type RunResult, runTap, summarize } from './tap.js';
+import { runVitest, VITEST_DIR } from './vitest.js';
 
 /** Test files that cannot go through a pooler by design, and why. */
 const NOT_POOLED: Record<string, string> = {
@@ -41,13 +43,19 @@ try {
   for (const [file, why] of Object.entries(NOT_POOLED)) process.stderr.write(`# not through the pooler: ${file} (${why})\n`);
   try {
     // tap's include leaves test/system out of `npm test`; files named here run all the same.
-    // Arguments (files, tap options) replace the default list, as with `npm test -- test/x.test.ts`.
-    const args = process.argv.length > 2 ? process.argv.slice(2) : [...system, ...pooled];
-    code = await runTap(args, {
-      TEST_DATABASE_URL: pg.url,
-      TEST_POOLER_URL: bouncer.url,
-      DATABASE_PREPARE: 'false',
-    });
+    // Arguments (files, tap options) replace the default list, as with `npm test -- test/x.test.ts`;
+    // files under packages/langgraph/ go to vitest.
+    const given = process.argv.slice(2);
+    const vitestFiles = given.filter((a) => a.startsWith(VITEST_DIR));
+    const tapArgs = given.filter((a) => !a.startsWith(VITEST_DIR));
+    const env = { TEST_DATABASE_URL: pg.url, TEST_POOLER_URL: bouncer.url, DATABASE_PREPARE: 'false' };
+    const results: RunResult[] = [];
+    if (given.length === 0) results.push(await runTap([...system, ...pooled], env), await runVitest([], env));
+    else {
+      if (tapArgs.length > 0) results.push(await runTap(tapArgs, env));
+      if (vitestFiles.length > 0) results.push(await runVitest(vitestFiles, env));
+    }
+    code = summarize(results);
   } finally {
     await bouncer.stop();
   }
