@@ -12,7 +12,7 @@ import type { Measure } from './run.js';
 const TICKS = 100;
 
 /** CPU seconds (user + system) a process has used, from /proc (0 once it is gone). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -26,7 +26,7 @@ function cpuSeconds(pid: number): number {
  * The PostgreSQL server listening on `port` on this machine: its postmaster (found by its
  * command line) and every process it started, each sampled for CPU.
  */
-function postgresProcesses(port: number): number[] {
+export function postgresProcesses(port: number): number[] {
   const pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
   const parentOf = new Map<number, number>();
   let postmaster: number | undefined;

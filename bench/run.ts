@@ -3,8 +3,9 @@
  * process, seeds 10,000 states of 20 steps, drives each scenario over keep-alive HTTP with wrk
  * (where installed) or autocannon, runs the two baselines (direct: the service's own SQL from this process; seed: the
  * seed's statement sequence) at the same concurrency, and prints and saves the tables.
- * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=<2 x cores> --only=save,load,growth,memory,metrics
+ * Flags: --connections=32 --duration=12 --warmup=3 --rounds=3 --pool=<2 x cores> --only=save,load,growth,memory,metrics,langgraph
  * (--only=capacity, not in the default run: CPU, WAL and fsyncs per request, for docs/scaling.md)
+ * (langgraph: RemoteCheckpointSaver over HTTP against PostgresSaver in process, bench/langgraph.ts)
  * --loadgen=wrk|autocannon (default: wrk when installed)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -27,6 +28,7 @@ import { StepStateInput, WorkflowStateInput } from '../src/schemas/workflows.js'
 import { freePort, provideTestPostgres } from '../test/support/database.js';
 import * as seed from './seed-baseline.js';
 import { type Capacity, measureCapacity } from './capacity.js';
+import { type LangGraphResult, measureLangGraph, renderLangGraph } from './langgraph.js';
 import { luaString, wrkInstalled, wrkRunner } from './wrk.js';
 import {
   randomActive, randomFinished, randomInt, seedSeedSchema, seedStates, STATES, stateBody, stateBodyAfterStep, stateId, stepBody, stepId,
@@ -442,6 +444,14 @@ async function main(): Promise<boolean> {
       }
     }
 
+    // LangGraph: RemoteCheckpointSaver over HTTP to this service against PostgresSaver in process.
+    let langgraph: LangGraphResult | undefined;
+    if (!ONLY || ONLY.includes('langgraph')) {
+      await settle();
+      log('langgraph: 32 threads × 200 supersteps, RemoteCheckpointSaver over HTTP and PostgresSaver in process, alternating');
+      langgraph = await measureLangGraph({ base, databaseUrl: url, servicePid: service.pid!, pool: POOL, rounds: ROUNDS, log });
+    }
+
     await settle();
     log('growth: one save and one load of larger states');
     const growth = [];
@@ -483,14 +493,14 @@ async function main(): Promise<boolean> {
       large = await largeBodyMemory(base, service.pid!);
     }
 
-    const report = render(rows, growth, peakRss, large, overhead, capacity);
+    const report = render(rows, growth, peakRss, large, overhead, capacity, langgraph);
     process.stdout.write(report.text);
     const dir = new URL('./results/', import.meta.url);
     await mkdir(dir, { recursive: true });
     const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
     await writeFile(file, JSON.stringify({ machine: machine(), load_generator: LOADGEN, connections: CONNECTIONS, duration_s: DURATION,
       warmup_s: WARMUP, database: pg.source, rows, growth, peak_rss_mb: peakRss, large_bodies: large, metrics_overhead: overhead, capacity,
-      passed: report.passed }, null, 2));
+      langgraph, passed: report.passed }, null, 2));
     await writeFile(new URL('latest.md', dir), report.text);
     log(`results written to ${fileURLToPath(file)}`);
     return report.passed;
@@ -524,7 +534,7 @@ type Overhead = { scenario: string; on: Measure; off: Measure };
 const METRICS_MIN_RATIO = 0.95;
 
 function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBodies, overhead: Overhead[] = [],
-  capacity: Capacity[] = []) {
+  capacity: Capacity[] = [], langgraph?: LangGraphResult) {
   const lines: string[] = [];
   lines.push(`Machine: ${machine()}; load from ${LOADGEN}, concurrency ${CONNECTIONS}, pool ${POOL}, ${WARMUP} s warm-up + ${DURATION} s per measure in ${ROUNDS} alternating rounds`, '');
   lines.push('| scenario | service req/s | p50 ms | p99 ms | errors | direct req/s | direct p99 ms | seed req/s | service/direct | service/seed | target | result |');
@@ -586,7 +596,9 @@ function render(rows: Row[], growth: Growth[], peakRss: number, large?: LargeBod
     }
     lines.push('');
   }
-  const passed = rows.every((r) => r.misses.length === 0) && growthOk && memoryOk && overheadOk;
+  if (langgraph) lines.push(...renderLangGraph(langgraph));
+  const passed = rows.every((r) => r.misses.length === 0) && growthOk && memoryOk && overheadOk &&
+    (langgraph?.misses.length ?? 0) === 0;
   lines.push(passed ? 'All targets met.' : 'Some targets were missed (see FAIL above).', '');
   return { text: lines.join('\n'), passed };
 }
