@@ -29,7 +29,7 @@ export async function startService(): Promise<Service> {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as AddressInfo;
     const baseUrl = `http://127.0.0.1:${port}`;
-    const agent = new http.Agent({ keepAlive: true, timeout: 4_000 });
+    const agent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: 32 });
     teardowns.push(() => agent.destroy());
     let next = 0;
     return {
