@@ -67,11 +67,13 @@ export class Transport {
     this.#maxRetryDelayMs = opts.maxRetryDelayMs ?? 5_000;
   }
 
-  /** The answer's JSON, `null` for 204, `undefined` for a 404 when `notFound` allows it. */
+  /** The answer's JSON, `null` for 204, `undefined` for a 404 when `notFound` allows it; `path` is relative to baseUrl. */
   async request<T>(method: string, path: string, body?: unknown, notFound = false): Promise<T | null | undefined> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
+    const url = new URL(path, this.#base);
+    const target = `${url.pathname}${url.search}`;
     for (let attempt = 1; ; attempt++) {
-      const answer = await this.#send(method, path, payload, attempt < this.#attempts);
+      const answer = await this.#send(method, url, target, payload, attempt < this.#attempts);
       if (answer === 'reset') continue; // a reused socket the server had closed: it never read the request
       const { status, headers, body: raw } = answer;
       if (status === 204) return null;
@@ -89,18 +91,17 @@ export class Transport {
       } catch {
         // not JSON: the status alone
       }
-      throw new RemoteCheckpointError(method, path, status, problem);
+      throw new RemoteCheckpointError(method, target, status, problem);
     }
   }
 
-  #send(method: string, path: string, payload: Buffer | undefined, mayRetry: boolean): Promise<Answer | 'reset'> {
-    const url = new URL(path, this.#base);
+  #send(method: string, url: URL, target: string, payload: Buffer | undefined, mayRetry: boolean): Promise<Answer | 'reset'> {
     const headers = payload === undefined
       ? this.#headers
       : { ...this.#headers, 'content-type': 'application/json', 'content-length': String(payload.length) };
     return new Promise((resolve, reject) => {
       const req = this.#module.request(url, { method, agent: this.#agent, headers });
-      const deadline = setTimeout(() => req.destroy(new Error(`${method} ${path}: no answer within ${this.#timeoutMs} ms`)),
+      const deadline = setTimeout(() => req.destroy(new Error(`${method} ${target}: no answer within ${this.#timeoutMs} ms`)),
         this.#timeoutMs);
       const fail = (err: NodeJS.ErrnoException) => {
         clearTimeout(deadline);
