@@ -592,6 +592,10 @@ t.test('TTL: POST /v1/purge deletes the threads idle longer than their ttl_secon
   t.equal((await api.get('busy', 'cp-1')).statusCode, 200);
   t.equal((await api.get('forever', 'cp-1')).statusCode, 200, 'no TTL: never purged, however old');
   t.same((await purge({})).json(), { deleted: 0, threads_deleted: 0 });
+  // More than a batch (25) of them.
+  await sql`INSERT INTO threads (tenant, thread_id, ttl_seconds, updated_at)
+            SELECT 'default', 'old-' || i, 60, now() - interval '1 day' FROM generate_series(1, 26) i`;
+  t.same((await purge({})).json(), { deleted: 0, threads_deleted: 26 });
 });
 
 t.test('a put and writes racing to create a thread are all stored', async (t) => {
