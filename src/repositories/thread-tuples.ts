@@ -193,8 +193,12 @@ export async function deltaHistory(
     SELECT kind, channel, type, value, task_id FROM (
       SELECT 'seed' AS kind, s.channel, s.type, s.value, NULL::text AS task_id, s.depth, NULL::text AS task_path, NULL::int AS idx
       FROM (SELECT DISTINCT ON (v.channel) v.channel, v.type, v.value, chain.depth
-            FROM chain JOIN thread_channel_values v ON v.thread = chain.thread AND v.checkpoint_ns = ${ns}
-              AND v.channel = ANY (chain.remaining) AND v.version = chain.channel_versions ->> v.channel AND v.type <> 'empty'
+            FROM chain CROSS JOIN LATERAL unnest(chain.remaining) ch
+            CROSS JOIN LATERAL ( -- a lookup by key (LIMIT: so, not a hash of the thread's values)
+              SELECT v.channel, v.type, v.value FROM thread_channel_values v
+              WHERE v.thread = chain.thread AND v.checkpoint_ns = ${ns} AND v.channel = ch
+                AND v.version = chain.channel_versions ->> ch AND v.type <> 'empty'
+              LIMIT 1) v
             ORDER BY v.channel, chain.depth) s
       UNION ALL
       SELECT 'write', w.channel, w.type, w.value, w.task_id, chain.depth, w.task_path, w.idx
