@@ -118,6 +118,7 @@ t.test('PUT a checkpoint: 201 new, 200 the same again, 409 other content; the tu
   t.equal(inChild.statusCode, 201, 'the same id in another namespace is another checkpoint');
   t.equal(inChild.headers.location, '/v1/threads/th-1/checkpoints/cp-1?ns=child%3A1');
   t.same(inChild.json(), { thread_id: 'th-1', checkpoint_ns: 'child:1', checkpoint_id: 'cp-1' });
+  t.match((await app.inject('/metrics')).body, /^thread_checkpoints_written_total 2$/m, 'two stored: repeats are not counted');
 
   const tuple = await api.get('th-1', 'cp-1');
   t.equal(tuple.statusCode, 200);
