@@ -41,8 +41,8 @@ export const configSchema = z.object({
     'requests per credential (per address without authentication) in `RATE_LIMIT_WINDOW_MS`, then 429; `0`: no limit' }),
   RATE_LIMIT_WINDOW_MS: intFromEnv(60_000, 1, 86_400_000).meta({ description: 'the rate limit\'s window' }),
   LIST_MAX_BYTES: intFromEnv(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({ description:
-    'a page of states (or of checkpoints with snapshots) ends before the item that would take its documents past ' +
-    'this; an item larger alone is sent alone' }),
+    'a page of states (or of checkpoints with snapshots, or of thread search\'s tuples, counted in stored bytes) ends ' +
+    'before the item that would take its documents past this; an item larger alone is sent alone' }),
 
   DATABASE_URL: z
     .string()
@@ -69,7 +69,8 @@ export const configSchema = z.object({
     .meta({ description: 'at boot, how long to wait for the database (retrying) before exiting' }),
 
   CHECKPOINT_RETENTION: intFromEnv(10, 0, 1_000_000)
-    .meta({ description: 'checkpoints kept per workflow; `0` keeps all' }),
+    .meta({ description: 'checkpoints kept per workflow; `0` keeps all (threads keep all unless their own ' +
+      '`max_checkpoints` says otherwise)' }),
   BODY_LIMIT_BYTES: intFromEnv(10 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({ description: 'larger bodies get 413' }),
   // Connections: a client too slow to send its headers, or its whole request, gets a 408 and is dropped.
   HEADERS_TIMEOUT_MS: intFromEnv(10_000, 100, 600_000)

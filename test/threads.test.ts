@@ -118,6 +118,7 @@ t.test('PUT a checkpoint: 201 new, 200 the same again, 409 other content; the tu
   t.equal(inChild.statusCode, 201, 'the same id in another namespace is another checkpoint');
   t.equal(inChild.headers.location, '/v1/threads/th-1/checkpoints/cp-1?ns=child%3A1');
   t.same(inChild.json(), { thread_id: 'th-1', checkpoint_ns: 'child:1', checkpoint_id: 'cp-1' });
+  t.match((await app.inject('/metrics')).body, /^thread_checkpoints_written_total 2$/m, 'two stored: repeats are not counted');
 
   const tuple = await api.get('th-1', 'cp-1');
   t.equal(tuple.statusCode, 200);
@@ -592,6 +593,10 @@ t.test('TTL: POST /v1/purge deletes the threads idle longer than their ttl_secon
   t.equal((await api.get('busy', 'cp-1')).statusCode, 200);
   t.equal((await api.get('forever', 'cp-1')).statusCode, 200, 'no TTL: never purged, however old');
   t.same((await purge({})).json(), { deleted: 0, threads_deleted: 0 });
+  // More than a batch (25) of them.
+  await sql`INSERT INTO threads (tenant, thread_id, ttl_seconds, updated_at)
+            SELECT 'default', 'old-' || i, 60, now() - interval '1 day' FROM generate_series(1, 26) i`;
+  t.same((await purge({})).json(), { deleted: 0, threads_deleted: 26 });
 });
 
 t.test('a put and writes racing to create a thread are all stored', async (t) => {

@@ -128,7 +128,8 @@ export function registerRequestWork(app: FastifyInstance, pools: { read: Sql; wr
   app.addHook('preHandler', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const work = new RequestWork(config.REQUEST_TIMEOUT_MS);
     req.work = work;
-    const read = req.method === 'GET' || req.method === 'HEAD';
+    // A read: a GET, or a POST that only reads (thread search, whose route requires the read scope).
+    const read = req.method === 'GET' || req.method === 'HEAD' || req.routeOptions.config.scope === 'read';
     // A read past its deadline writes nothing when it ends later, so its statements are not
     // recorded (a proxy of the pool costs a GET a quarter of its throughput: docs/performance.md);
     // statement_timeout bounds them. A write's are, to be cancelled.

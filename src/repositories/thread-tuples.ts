@@ -32,26 +32,33 @@ export interface TupleRow {
   s_vals: Buffer[] | null;
 }
 
-/** The columns of a tuple: `th` a thread, `c` one of its checkpoints, joined to TUPLE_JOINS. */
+/** The columns of a tuple: `c` a checkpoint with its thread's thread_id, joined to tupleJoins. */
 const tupleColumns = (db: Db) => db`
-  th.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_id, c.v,
+  c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_id, c.v,
   c.checkpoint_type, c.checkpoint, c.metadata_type, c.metadata,
   vals.channels, vals.types, vals.vals,
   w.task_ids, w.task_paths, w.idxs, w.channels AS w_channels, w.types AS w_types, w.vals AS w_vals,
   sends.types AS s_types, sends.vals AS s_vals`;
 
 /**
- * A checkpoint's values (one row per channel it names that has a value: the cost does not grow
- * with the thread's history), its writes in LangGraph's order, and for v < 4 its parent's sends.
+ * The stored value of each channel a checkpoint `c` names, one lookup per channel: the cost does
+ * not grow with the thread's history. (LIMIT keeps each a lookup by key, which it is: without it
+ * the planner may hash all of the thread's values instead.)
  */
+const namedValues = (db: Db, columns: ReturnType<Db>) => db`
+  jsonb_each_text(c.channel_versions) e(channel, version)
+  CROSS JOIN LATERAL (
+    SELECT ${columns} FROM thread_channel_values v
+    WHERE v.thread = c.thread AND v.checkpoint_ns = c.checkpoint_ns AND v.channel = e.channel AND v.version = e.version
+      AND v.type <> 'empty'
+    LIMIT 1) v`;
+
+/** A checkpoint's values, its writes in LangGraph's order, and for v < 4 its parent's sends. */
 const tupleJoins = (db: Db) => db`
   LEFT JOIN LATERAL (
     SELECT array_agg(v.channel ORDER BY v.channel) AS channels, array_agg(v.type ORDER BY v.channel) AS types,
            array_agg(v.value ORDER BY v.channel) AS vals
-    FROM jsonb_each_text(c.channel_versions) e(channel, version)
-    JOIN thread_channel_values v ON v.thread = c.thread AND v.checkpoint_ns = c.checkpoint_ns
-      AND v.channel = e.channel AND v.version = e.version
-    WHERE v.type <> 'empty') vals ON true
+    FROM ${namedValues(db, db`v.channel, v.type, v.value`)}) vals ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(w.task_id ORDER BY w.task_path, w.task_id, w.idx) AS task_ids,
            array_agg(w.task_path ORDER BY w.task_path, w.task_id, w.idx) AS task_paths,
@@ -76,7 +83,7 @@ export async function loadTuple(
     SELECT ${tupleColumns(db)}
     FROM threads th
     JOIN LATERAL (
-      SELECT * FROM thread_checkpoints c
+      SELECT c.*, th.thread_id FROM thread_checkpoints c
       WHERE c.thread = th.id AND c.checkpoint_ns = ${ns}
         ${checkpointId === undefined ? db`` : db`AND c.checkpoint_id = ${checkpointId}`}
       ORDER BY c.checkpoint_id DESC LIMIT 1) c ON true
@@ -102,43 +109,44 @@ export interface SearchFilter {
 
 /**
  * A page of tuples, newest checkpoint id first (then thread and namespace, so the order is total),
- * in one statement: the page's keys first, then the stored size of each (no value is read for
- * that), and only the tuples within the page's budget are assembled.
+ * in one statement: the page's checkpoints first, then the stored size of each (no value is read
+ * for that), and only the tuples within the page's budget are assembled. With a thread_id, each
+ * thread of that id (one, unless an operator's search spans tenants) gives its newest checkpoints,
+ * a namespace's read backwards along the primary key.
  */
 export async function searchTuples(db: Db, f: SearchFilter): Promise<{ rows: (TupleRow & { thread: string })[]; more: boolean }> {
   const none = db``;
   const filter = f.filter && Object.keys(f.filter).length ? f.filter : undefined;
+  const matching = () => db`
+    ${f.ns != null ? db`AND c.checkpoint_ns = ${f.ns}` : none}
+    ${f.checkpointId != null ? db`AND c.checkpoint_id = ${f.checkpointId}` : none}
+    ${f.before != null ? db`AND c.checkpoint_id < ${f.before}` : none}
+    ${filter ? db`AND c.metadata_filter @> ${db.json(filter as never)}` : none}
+    ${f.after ? db`AND c.checkpoint_id <= ${f.after[0]}
+      AND (c.checkpoint_id, c.thread, c.checkpoint_ns) < (${f.after[0]}, ${f.after[1]}::bigint, ${f.after[2]})` : none}`;
+  const newest = () => db`ORDER BY c.checkpoint_id DESC, c.thread DESC, c.checkpoint_ns DESC LIMIT ${f.limit + 1}`;
   const rows = await db<(TupleRow & { thread: string; candidates: number })[]>`
     WITH page_keys AS MATERIALIZED (
-      SELECT c.thread, c.checkpoint_ns, c.checkpoint_id
-      FROM thread_checkpoints c JOIN threads th ON th.id = c.thread
-      WHERE true ${tenantIs(db, f.tenant, 'th.tenant')}
-        ${f.threadId != null ? db`AND th.thread_id = ${f.threadId}` : none}
-        ${f.ns != null ? db`AND c.checkpoint_ns = ${f.ns}` : none}
-        ${f.checkpointId != null ? db`AND c.checkpoint_id = ${f.checkpointId}` : none}
-        ${f.before != null ? db`AND c.checkpoint_id < ${f.before}` : none}
-        ${filter ? db`AND c.metadata_filter @> ${db.json(filter as never)}` : none}
-        ${f.after ? db`AND (c.checkpoint_id, c.thread, c.checkpoint_ns) < (${f.after[0]}, ${f.after[1]}::bigint, ${f.after[2]})` : none}
-      ORDER BY c.checkpoint_id DESC, c.thread DESC, c.checkpoint_ns DESC
-      LIMIT ${f.limit + 1}
+      ${f.threadId == null
+        ? db`SELECT c.*, th.thread_id FROM thread_checkpoints c JOIN threads th ON th.id = c.thread
+             WHERE true ${tenantIs(db, f.tenant, 'th.tenant')} ${matching()} ${newest()}`
+        : db`SELECT c.*, th.thread_id FROM threads th
+             CROSS JOIN LATERAL (SELECT c.* FROM thread_checkpoints c WHERE c.thread = th.id ${matching()} ${newest()}) c
+             WHERE th.thread_id = ${f.threadId} ${tenantIs(db, f.tenant, 'th.tenant')} ${newest()}`}
     ), sized AS (
-      SELECT k.thread, k.checkpoint_ns, k.checkpoint_id, row_number() OVER page AS rn, sum(
+      SELECT c.*, row_number() OVER page AS rn, sum(
         octet_length(c.checkpoint) + octet_length(c.metadata)
-        + coalesce((SELECT sum(octet_length(v.value)) FROM jsonb_each_text(c.channel_versions) e
-                    JOIN thread_channel_values v ON v.thread = c.thread AND v.checkpoint_ns = c.checkpoint_ns
-                      AND v.channel = e.key AND v.version = e.value), 0)
+        + coalesce((SELECT sum(octet_length(v.value)) FROM ${namedValues(db, db`v.value`)}), 0)
         + coalesce((SELECT sum(octet_length(w.value)) FROM thread_writes w WHERE w.thread = c.thread
                       AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id), 0)) OVER page AS running
-      FROM page_keys k JOIN thread_checkpoints c USING (thread, checkpoint_ns, checkpoint_id)
-      WINDOW page AS (ORDER BY k.checkpoint_id DESC, k.thread DESC, k.checkpoint_ns DESC ROWS UNBOUNDED PRECEDING)
+      FROM page_keys c
+      WINDOW page AS (ORDER BY c.checkpoint_id DESC, c.thread DESC, c.checkpoint_ns DESC ROWS UNBOUNDED PRECEDING)
     )
     SELECT ${tupleColumns(db)}, c.thread::text AS thread, (SELECT count(*) FROM page_keys)::int AS candidates
-    FROM sized s
-    JOIN thread_checkpoints c ON c.thread = s.thread AND c.checkpoint_ns = s.checkpoint_ns AND c.checkpoint_id = s.checkpoint_id
-    JOIN threads th ON th.id = c.thread
+    FROM sized c
     ${tupleJoins(db)}
-    WHERE s.rn <= ${f.limit} AND (s.rn = 1 OR s.running <= ${f.maxBytes})
-    ORDER BY s.rn`;
+    WHERE c.rn <= ${f.limit} AND (c.rn = 1 OR c.running <= ${f.maxBytes})
+    ORDER BY c.rn`;
   return { rows, more: rows.length > 0 && rows[0]!.candidates > rows.length };
 }
 
@@ -185,8 +193,12 @@ export async function deltaHistory(
     SELECT kind, channel, type, value, task_id FROM (
       SELECT 'seed' AS kind, s.channel, s.type, s.value, NULL::text AS task_id, s.depth, NULL::text AS task_path, NULL::int AS idx
       FROM (SELECT DISTINCT ON (v.channel) v.channel, v.type, v.value, chain.depth
-            FROM chain JOIN thread_channel_values v ON v.thread = chain.thread AND v.checkpoint_ns = ${ns}
-              AND v.channel = ANY (chain.remaining) AND v.version = chain.channel_versions ->> v.channel AND v.type <> 'empty'
+            FROM chain CROSS JOIN LATERAL unnest(chain.remaining) ch
+            CROSS JOIN LATERAL ( -- a lookup by key (LIMIT: so, not a hash of the thread's values)
+              SELECT v.channel, v.type, v.value FROM thread_channel_values v
+              WHERE v.thread = chain.thread AND v.checkpoint_ns = ${ns} AND v.channel = ch
+                AND v.version = chain.channel_versions ->> ch AND v.type <> 'empty'
+              LIMIT 1) v
             ORDER BY v.channel, chain.depth) s
       UNION ALL
       SELECT 'write', w.channel, w.type, w.value, w.task_id, chain.depth, w.task_path, w.idx

@@ -215,8 +215,8 @@ export async function loadThread(db: Db, tenant: string, threadId: string): Prom
 const expired = (db: Db, tenant: Tenant) => db`
   ttl_seconds IS NOT NULL AND updated_at < now() - ttl_seconds * interval '1 second' ${tenantIs(db, tenant)}`;
 
-/** Deletes the threads whose TTL passed, in batches (each a thread's rows in every table). */
-export async function purgeExpiredThreads(sql: Sql, tenant: Tenant, batchSize = 100): Promise<number> {
+/** Deletes the threads whose TTL passed, in small batches: each deletes a thread's rows in every table. */
+export async function purgeExpiredThreads(sql: Sql, tenant: Tenant, batchSize = 25): Promise<number> {
   let deleted = 0;
   for (;;) {
     const rows = await sql`

@@ -19,7 +19,7 @@ Commands:
   checkpoints <id>              a state's checkpoints, newest first [--limit N]
   restore <checkpoint-id>       [--mode apply|fork|preview] (default apply)
       [--if-match VERSION] (apply) [--new-id UUID] [--workflow-id X] (fork)
-  purge --older-than 30d        delete completed and failed states not updated since
+  purge --older-than 30d        delete completed and failed states not updated since (and threads past their TTL)
       [--status completed,failed] [--dry-run]  (30d, 12h, 15m, 90s, or an RFC 3339 time)
 
 Options:
