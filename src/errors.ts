@@ -184,5 +184,6 @@ export function registerErrorHandling(app: FastifyInstance) {
       'The server failed to handle the request; the request id names it in the logs.'));
   });
   app.setNotFoundHandler((req, reply) =>
-    sendProblem(req, reply, notFound(`No route for ${req.method} ${req.url.split('?')[0]}.`)));
+    // Its own type: a client can tell "no such thing" from "no such endpoint" (a wrong base URL).
+    sendProblem(req, reply, new HttpProblem(404, 'no-route', 'Not Found', `No route for ${req.method} ${req.url.split('?')[0]}.`)));
 }

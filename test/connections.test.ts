@@ -182,6 +182,9 @@ t.test('security headers', async (t) => {
     const missing = await app.inject({ url: '/no/such/route' });
     expectProblem(t, missing, 404);
     expectApiHeaders(t, missing);
+    t.equal(missing.json().type, 'urn:workflow-state:problem:no-route', 'a URL without a route is not a missing thing');
+    const absent = await app.inject({ url: '/v1/workflows/00000000-0000-4000-8000-000000000000' });
+    t.equal(absent.json().type, 'urn:workflow-state:problem:not-found');
   });
   t.test('a malformed path, which no hook sees, still says nosniff', async (t) => {
     const res = await app.inject({ url: '/v1/workflows/%ff' });

@@ -2,6 +2,9 @@ import http from 'node:http';
 import https from 'node:https';
 
 /** An answer that is not a success: the service's RFC 9457 problem (application/problem+json). */
+/** The problem type of a 404 about a thing the service does not have (not of a URL it has no route for). */
+const NOT_FOUND = 'urn:workflow-state:problem:not-found';
+
 export class RemoteCheckpointError extends Error {
   override readonly name = 'RemoteCheckpointError';
   constructor(
@@ -67,7 +70,10 @@ export class Transport {
     this.#maxRetryDelayMs = opts.maxRetryDelayMs ?? 5_000;
   }
 
-  /** The answer's JSON, `null` for 204, `undefined` for a 404 when `notFound` allows it; `path` is relative to baseUrl. */
+  /**
+   * The answer's JSON, `null` for 204, `undefined` for the service's "not found" problem when
+   * `notFound` allows it (any other 404, such as a URL no route has, throws); `path` is relative to baseUrl.
+   */
   async request<T>(method: string, path: string, body?: unknown, notFound = false): Promise<T | null | undefined> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
     const url = new URL(path, this.#base);
@@ -78,7 +84,6 @@ export class Transport {
       const { status, headers, body: raw } = answer;
       if (status === 204) return null;
       if (status >= 200 && status < 300) return JSON.parse(raw.toString('utf8')) as T;
-      if (status === 404 && notFound) return undefined;
       if ((status === 429 || status === 503) && attempt < this.#attempts) {
         await new Promise((r) => setTimeout(r, Math.min(retryAfterMs(headers['retry-after']) ?? 100 * 2 ** attempt,
           this.#maxRetryDelayMs)));
@@ -91,6 +96,7 @@ export class Transport {
       } catch {
         // not JSON: the status alone
       }
+      if (status === 404 && notFound && problem?.type === NOT_FOUND) return undefined;
       throw new RemoteCheckpointError(method, target, status, problem);
     }
   }

@@ -72,21 +72,23 @@ describe('RemoteCheckpointSaver over HTTP', () => {
   });
 
   it('answers undefined for a missing checkpoint, and throws on any other 404', async () => {
-    const s = await scripted([{ status: 404, body: { title: 'Not Found' } }, { status: 404, body: { title: 'Not Found' } }]);
+    const missing = { type: 'urn:workflow-state:problem:not-found', title: 'Not Found', status: 404 };
+    const noRoute = { type: 'urn:workflow-state:problem:no-route', title: 'Not Found', status: 404 };
+    const s = await scripted([{ status: 404, body: missing }, { status: 404, body: noRoute }, { status: 404, body: missing }]);
     const saver = new RemoteCheckpointSaver({ baseUrl: s.baseUrl });
     expect(await saver.getTuple({ configurable: { thread_id: 't' } })).toBeUndefined();
+    // A base URL that is not the service's: not an empty thread.
+    await expect(saver.getTuple({ configurable: { thread_id: 't' } })).rejects.toMatchObject({ status: 404, problem: noRoute });
     await expect(saver.deleteThread('t')).rejects.toMatchObject({ status: 404 });
-    expect(s.seen.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /v1/threads/t/checkpoints/latest?ns=', 'DELETE /v1/threads/t']);
+    expect(s.seen.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /v1/threads/t/checkpoints/latest?ns=',
+      'GET /v1/threads/t/checkpoints/latest?ns=', 'DELETE /v1/threads/t']);
     saver.close();
   });
 
   it('gives up on a request not answered within timeoutMs', async () => {
     const s = await scripted(['hang']);
     const saver = new RemoteCheckpointSaver({ baseUrl: s.baseUrl, timeoutMs: 200 });
-    const t0 = performance.now();
     await expect(saver.getTuple(config)).rejects.toThrow('GET /v1/threads/t%201/checkpoints/c%2F1?ns=sub%3Ax: no answer within 200 ms');
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
-    expect(performance.now() - t0).toBeLessThan(2000);
     saver.close();
   });
 
