@@ -12,12 +12,19 @@ export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 3, maxDelayMs: 
 export type Fetch = (request: Request) => Promise<Response>;
 
 /** The wait a Retry-After header asks for (delay-seconds or an HTTP date), in ms. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null) return undefined;
+export function retryAfterMs(header: string | null | undefined, now = Date.now()): number | undefined {
+  if (header === null || header === undefined) return undefined;
   if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
   const at = Date.parse(header);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
+
+/**
+ * The wait before retry number `attempt` (1 for the first): what Retry-After asks, else 0.2 s,
+ * 0.4 s, …; at most `maxMs`. This package's client and the LangGraph saver both wait so.
+ */
+export const retryDelayMs = (header: string | null | undefined, attempt: number, maxMs: number): number =>
+  Math.min(retryAfterMs(header) ?? 100 * 2 ** attempt, maxMs);
 
 /**
  * `base`, repeating a request answered 429 (refused before it was read, so nothing of it ran), or
@@ -31,8 +38,8 @@ export function retrying(base: Fetch, retry: Required<RetryOptions>, repeatOn503
       const response = await base(last ? request : request.clone());
       if (last || !(response.status === 429 || (response.status === 503 && repeatOn503))) return response;
       await response.body?.cancel();
-      const wait = retryAfterMs(response.headers.get('retry-after')) ?? 100 * 2 ** attempt;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, retry.maxDelayMs)));
+      const wait = retryDelayMs(response.headers.get('retry-after'), attempt, retry.maxDelayMs);
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   };
 }

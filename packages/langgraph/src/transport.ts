@@ -1,10 +1,11 @@
 import http from 'node:http';
 import https from 'node:https';
+import { retryDelayMs } from '@workflow-state/client/retry';
 
-/** An answer that is not a success: the service's RFC 9457 problem (application/problem+json). */
 /** The problem type of a 404 about a thing the service does not have (not of a URL it has no route for). */
 const NOT_FOUND = 'urn:workflow-state:problem:not-found';
 
+/** An answer that is not a success: the service's RFC 9457 problem (application/problem+json). */
 export class RemoteCheckpointError extends Error {
   override readonly name = 'RemoteCheckpointError';
   constructor(
@@ -76,17 +77,17 @@ export class Transport {
    */
   async request<T>(method: string, path: string, body?: unknown, notFound = false): Promise<T | null | undefined> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
-    const url = new URL(path, this.#base);
-    const target = `${url.pathname}${url.search}`;
+    // Joined, not resolved as a URL would be: an id of ".." (sent as it is by encodeURIComponent)
+    // stays a segment of the path instead of removing the one before it.
+    const target = this.#base.pathname + path;
     for (let attempt = 1; ; attempt++) {
-      const answer = await this.#send(method, url, target, payload, attempt < this.#attempts);
+      const answer = await this.#send(method, target, payload, attempt < this.#attempts);
       if (answer === 'reset') continue; // a reused socket the server had closed: it never read the request
       const { status, headers, body: raw } = answer;
       if (status === 204) return null;
       if (status >= 200 && status < 300) return JSON.parse(raw.toString('utf8')) as T;
       if ((status === 429 || status === 503) && attempt < this.#attempts) {
-        await new Promise((r) => setTimeout(r, Math.min(retryAfterMs(headers['retry-after']) ?? 100 * 2 ** attempt,
-          this.#maxRetryDelayMs)));
+        await new Promise((r) => setTimeout(r, retryDelayMs(headers['retry-after'], attempt, this.#maxRetryDelayMs)));
         continue;
       }
       let problem: Record<string, unknown> | undefined;
@@ -101,12 +102,15 @@ export class Transport {
     }
   }
 
-  #send(method: string, url: URL, target: string, payload: Buffer | undefined, mayRetry: boolean): Promise<Answer | 'reset'> {
+  #send(method: string, target: string, payload: Buffer | undefined, mayRetry: boolean): Promise<Answer | 'reset'> {
     const headers = payload === undefined
       ? this.#headers
       : { ...this.#headers, 'content-type': 'application/json', 'content-length': String(payload.length) };
     return new Promise((resolve, reject) => {
-      const req = this.#module.request(url, { method, agent: this.#agent, headers });
+      const { hostname, port } = this.#base;
+      const req = this.#module.request({
+        hostname: hostname.replace(/^\[(.*)\]$/, '$1'), port, path: target, method, agent: this.#agent, headers,
+      });
       const deadline = setTimeout(() => req.destroy(new Error(`${method} ${target}: no answer within ${this.#timeoutMs} ms`)),
         this.#timeoutMs);
       const fail = (err: NodeJS.ErrnoException) => {
@@ -134,10 +138,3 @@ export class Transport {
   }
 }
 
-/** The wait a Retry-After header asks for (delay-seconds or an HTTP date), in ms. */
-function retryAfterMs(header: string | undefined): number | undefined {
-  if (header === undefined) return undefined;
-  if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}

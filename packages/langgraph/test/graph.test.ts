@@ -47,6 +47,17 @@ describe('a StateGraph compiled with RemoteCheckpointSaver', () => {
     expect(history).toEqual(['loop 6', 'loop 5', 'loop 4', 'input 3', 'loop 2', 'loop 1', 'loop 0', 'input -1']);
   });
 
+  it('keeps threads named "." and ".." apart, as threads like any other (their ids are path segments)', async () => {
+    const graph = reportGraph(service.saverOfFreshTenant());
+    for (const [thread_id, topic] of [['..', 'dots'], ['.', 'dot']]) {
+      await graph.invoke({ topic }, { configurable: { thread_id } });
+    }
+    for (const [thread_id, topic] of [['..', 'dots'], ['.', 'dot']]) {
+      const state = await graph.getState({ configurable: { thread_id } });
+      expect(state.values).toEqual({ topic, notes: [`${topic}: fact 1`, 'draft 1 from 1 notes'], drafts: 1 });
+    }
+  });
+
   it('reads a fork\'s values after updateState on an older checkpoint', async () => {
     const graph = reportGraph(service.saverOfFreshTenant());
     const config = { configurable: { thread_id: 'report-42' } };

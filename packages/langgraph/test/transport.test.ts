@@ -42,7 +42,7 @@ async function scripted(answers: Answer[]) {
 const config = { configurable: { thread_id: 't 1', checkpoint_ns: 'sub:x', checkpoint_id: 'c/1' } };
 
 describe('RemoteCheckpointSaver over HTTP', () => {
-  it('repeats a 503 after the wait Retry-After asks, with the same request', async () => {
+  it('repeats a 503 with the same request', async () => {
     const s = await scripted([{ status: 503, headers: { 'retry-after': '0' }, body: { title: 'Service Unavailable' } },
       { status: 204 }]);
     const saver = new RemoteCheckpointSaver({ baseUrl: s.baseUrl, token: 'tok-1' });
@@ -68,6 +68,17 @@ describe('RemoteCheckpointSaver over HTTP', () => {
     expect(err).toMatchObject({ status: 503, method: 'DELETE', path: '/v1/threads/t', problem,
       message: 'DELETE /v1/threads/t: 503 Service Unavailable: The database did not answer in time.' });
     expect(s.seen).toHaveLength(2);
+    saver.close();
+  });
+
+  it('sends ids of "." and ".." as path segments, not as a URL\'s dot segments', async () => {
+    const s = await scripted([{ status: 204 }, { status: 204 }]);
+    const saver = new RemoteCheckpointSaver({ baseUrl: `${s.baseUrl}/prefix` });
+    await saver.putWrites({ configurable: { thread_id: '..', checkpoint_ns: '', checkpoint_id: '.' } }, [['a', 1]], '..');
+    await saver.deleteThread('..');
+    expect(s.seen.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'PUT /prefix/v1/threads/../checkpoints/./writes/..?ns=', 'DELETE /prefix/v1/threads/..',
+    ]);
     saver.close();
   });
 
