@@ -40,7 +40,6 @@ CREATE TABLE thread_checkpoints (
     metadata         bytea NOT NULL,            -- the serialized metadata, answered as stored
     metadata_filter  jsonb NOT NULL,            -- a sanitised copy of JSON metadata, for search's filter (@>)
     digest           bytea NOT NULL,            -- sha256 of what the PUT stored: the same again is a 200, else 409
-    created_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (thread, checkpoint_ns, checkpoint_id)
 );
 -- Search across a tenant's threads (or all, for an operator), newest id first.

@@ -113,18 +113,21 @@ export function findUnstorable(value: unknown, path: string): FieldError | undef
 const own = (o: unknown, k: string) => o !== null && typeof o === 'object' && Object.hasOwn(o, k);
 
 /**
- * A "__proto__" key where the schema validates an object: the body, its steps, a step. JSON.parse
+ * A "__proto__" key of `value`, an object that a schema validates (`path` names it). JSON.parse
  * keeps such a key, but zod skips it, so it would be dropped without a word; it is refused instead.
- * (Inside context, outputs and snapshots, which are free JSON, it is kept and stored.)
+ * (Inside free JSON, such as context, outputs and snapshots, it is kept and stored.)
  */
+export const protoKeyAt = (value: unknown, path: string): FieldError | undefined =>
+  own(value, '__proto__') ? { path: `${path}.__proto__`, message: 'a key named __proto__ is not accepted here' } : undefined;
+
+/** A "__proto__" key of the body, its steps or a step (a route's other records check theirs: protoKeyAt). */
 function protoKey(body: unknown): FieldError | undefined {
-  const message = 'a key named __proto__ is not accepted here';
-  if (own(body, '__proto__')) return { path: 'body.__proto__', message };
   const steps = own(body, 'steps') ? (body as { steps: unknown }).steps : undefined;
-  if (own(steps, '__proto__')) return { path: 'body.steps.__proto__', message };
-  if (steps === null || typeof steps !== 'object') return undefined;
+  const bad = protoKeyAt(body, 'body') ?? protoKeyAt(steps, 'body.steps');
+  if (bad || steps === null || typeof steps !== 'object') return bad;
   for (const [k, step] of Object.entries(steps)) {
-    if (own(step, '__proto__')) return { path: `body.steps.${k}.__proto__`, message };
+    const inStep = protoKeyAt(step, `body.steps.${k}`);
+    if (inStep) return inStep;
   }
   return undefined;
 }

@@ -212,7 +212,7 @@ export async function deltaHistory(
 
 const base64 = (b: Buffer) => b.toString('base64');
 const blob = (type: string, bytes: Buffer) => ({ type, data: base64(bytes) });
-export type Blob = ReturnType<typeof blob>;
+type Blob = ReturnType<typeof blob>;
 
 /** A tuple as answered (CheckpointTuple): the one place that sets its members and their order. */
 export function tupleOf(r: TupleRow) {
@@ -237,7 +237,7 @@ export function tupleOf(r: TupleRow) {
   };
 }
 
-export interface DeltaHistory {
+interface DeltaHistory {
   seed?: Blob;
   writes: { task_id: string; channel: string; type: string; data: string }[];
 }

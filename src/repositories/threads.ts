@@ -44,16 +44,17 @@ function metadataFilter(metadata: { type: string; data: string }): unknown {
   }
 }
 
-/** A channel version as stored: its text. */
-const versionText = (v: string | number) => String(v);
+/** The checkpoint's channel versions as stored: their text. */
+const versionTexts = (b: ThreadCheckpointInput) =>
+  Object.fromEntries(Object.entries(b.channel_versions).map(([ch, v]) => [ch, String(v)]));
 
 /** sha256 of what a PUT stores, whatever the order of its channels: a repeat is recognised by it. */
-function digestOf(b: ThreadCheckpointInput): Buffer {
-  const versions = Object.entries(b.channel_versions).map(([ch, v]) => [ch, versionText(v)]).sort(([a], [c]) => (a! < c! ? -1 : 1));
-  const values = b.channel_values.map((cv) => [cv.channel, versionText(cv.version), cv.type, cv.data ?? null])
+function digestOf(b: ThreadCheckpointInput, versions: Record<string, string>): Buffer {
+  const channels = Object.entries(versions).sort(([a], [c]) => (a < c ? -1 : 1));
+  const values = b.channel_values.map((cv) => [cv.channel, String(cv.version), cv.type, cv.data ?? null])
     .sort(([a], [c]) => (a! < c! ? -1 : 1));
   return createHash('sha256')
-    .update(JSON.stringify([b.parent_checkpoint_id, b.v, versions, b.checkpoint, b.metadata, values]))
+    .update(JSON.stringify([b.parent_checkpoint_id, b.v, channels, b.checkpoint, b.metadata, values]))
     .digest();
 }
 
@@ -69,8 +70,8 @@ export type SaveOutcome =
 export async function saveCheckpoint(
   db: Db, tenant: string, threadId: string, ns: string, checkpointId: string, b: ThreadCheckpointInput,
 ): Promise<SaveOutcome> {
-  const digest = digestOf(b);
-  const versions = Object.fromEntries(Object.entries(b.channel_versions).map(([ch, v]) => [ch, versionText(v)]));
+  const versions = versionTexts(b);
+  const digest = digestOf(b, versions);
   const cv = b.channel_values;
   const [r] = await db<{ inserted: number; existing: Buffer | null; thread: string; max_checkpoints: number | null; stored: number | null }[]>`
     WITH t AS (${touchThread(db, tenant, threadId)}),
@@ -86,7 +87,7 @@ export async function saveCheckpoint(
     vals AS (
       INSERT INTO thread_channel_values (thread, checkpoint_ns, channel, version, type, value)
       SELECT cp.thread, ${ns}, u.channel, u.version, u.type, decode(u.data, 'base64')
-      FROM cp, unnest(${cv.map((x) => x.channel)}::text[], ${cv.map((x) => versionText(x.version))}::text[],
+      FROM cp, unnest(${cv.map((x) => x.channel)}::text[], ${cv.map((x) => String(x.version))}::text[],
                       ${cv.map((x) => x.type)}::text[], ${cv.map((x) => x.data ?? null) as string[]}::text[]) AS u(channel, version, type, data)
       ON CONFLICT (thread, checkpoint_ns, channel, version) DO NOTHING)
     SELECT (SELECT count(*) FROM cp)::int AS inserted, t.id::text AS thread, t.max_checkpoints,
@@ -180,19 +181,18 @@ export async function pruneThread(tx: TxSql, thread: string, max: number, ns?: s
   return r!.checkpoints;
 }
 
-/** Deletes a thread with everything in it, every namespace; answers whether it existed. */
-export async function deleteThread(db: Db, tenant: string, threadId: string): Promise<boolean> {
-  const rows = await db`DELETE FROM threads WHERE tenant = ${tenant} AND thread_id = ${threadId} RETURNING 1`;
-  return rows.length > 0;
+/** Deletes a thread with everything in it, every namespace (nothing when there is no such thread). */
+export async function deleteThread(db: Db, tenant: string, threadId: string): Promise<void> {
+  await db`DELETE FROM threads WHERE tenant = ${tenant} AND thread_id = ${threadId}`;
 }
 
 /**
  * Creates a thread or changes its settings (an absent one is kept, null clears it), and bumps its
- * updated_at; answers the thread, whether it was created, and its id for pruning.
+ * updated_at; answers the thread with whether it was created, and its id for pruning.
  */
 export async function saveThreadSettings(
   db: Db, tenant: string, threadId: string, s: ThreadSettingsInput,
-): Promise<{ thread: ThreadRow; id: string; created: boolean }> {
+): Promise<ThreadRow & { id: string; created: boolean }> {
   const [r] = await db<(ThreadRow & { id: string; created: boolean })[]>`
     INSERT INTO threads (tenant, thread_id, max_checkpoints, ttl_seconds)
     VALUES (${tenant}, ${threadId}, ${s.max_checkpoints ?? null}, ${s.ttl_seconds ?? null})
@@ -202,7 +202,7 @@ export async function saveThreadSettings(
       updated_at = now()
     RETURNING id::text AS id, thread_id, max_checkpoints, ttl_seconds, created_at, updated_at,
               xmax = 0 AS created -- no prior version: the row was inserted, not updated`;
-  return { thread: r!, id: r!.id, created: r!.created };
+  return r!;
 }
 
 export async function loadThread(db: Db, tenant: string, threadId: string): Promise<ThreadRow | undefined> {

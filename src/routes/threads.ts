@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { tenancyOf, visibleTenant } from '../auth.js';
 import { transaction } from '../db/client.js';
 import { badRequest, conflict, notFound } from '../errors.js';
+import { protoKeyAt } from '../json-body.js';
 import { answer } from '../openapi.js';
 import { deltaHistory, deltaHistoryOf, loadTuple, searchTuples, threadOf, tupleOf } from '../repositories/thread-tuples.js';
 import * as threads from '../repositories/threads.js';
@@ -29,13 +30,11 @@ function refuseLatest(checkpointId: string) {
   }
 }
 
-/** JSON.parse keeps a "__proto__" key, which a zod record drops without a word: refused instead. */
-function refuseProtoKey(value: unknown, path: string) {
-  if (value !== null && typeof value === 'object' && Object.hasOwn(value, '__proto__')) {
-    throw badRequest(`Invalid body: ${path}.__proto__`, [{ path: `${path}.__proto__`, message: 'a key named __proto__ is not accepted here' }]);
-  }
+/** A record of the body (`key`) with a "__proto__" key, which zod would drop without a word: refused. */
+function refuseProtoKey(req: FastifyRequest, key: string) {
+  const bad = protoKeyAt((req.body as Record<string, unknown> | null | undefined)?.[key], `body.${key}`);
+  if (bad) throw badRequest(`Invalid body: ${bad.path}`, [bad]);
 }
-const bodyMember = (req: FastifyRequest, key: string) => (req.body as Record<string, unknown> | null | undefined)?.[key];
 
 const location = (threadId: string, checkpointId: string, ns: string) =>
   `/v1/threads/${encodeURIComponent(threadId)}/checkpoints/${encodeURIComponent(checkpointId)}` +
@@ -46,7 +45,7 @@ export async function threadRoutes(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.put('/threads/:thread_id/checkpoints/:checkpoint_id', {
-    preValidation: async (req) => refuseProtoKey(bodyMember(req, 'channel_versions'), 'body.channel_versions'),
+    preValidation: async (req) => refuseProtoKey(req, 'channel_versions'),
     schema: {
       operationId: 'saveThreadCheckpoint',
       tags: ['threads'],
@@ -127,7 +126,7 @@ export async function threadRoutes(fastify: FastifyInstance) {
 
   app.post('/threads/search', {
     config: { scope: 'read' },
-    preValidation: async (req) => refuseProtoKey(bodyMember(req, 'filter'), 'body.filter'),
+    preValidation: async (req) => refuseProtoKey(req, 'filter'),
     schema: {
       operationId: 'searchThreadCheckpoints',
       tags: ['threads'],
@@ -224,7 +223,7 @@ export async function threadRoutes(fastify: FastifyInstance) {
     });
     if (out.pruned) req.server.metrics?.purgedRows.inc({ table: 'thread_checkpoints' }, out.pruned);
     if (out.created) reply.header('location', `/v1/threads/${encodeURIComponent(threadId)}`);
-    return sendJsonText(reply, out.created ? 201 : 200, JSON.stringify(threadOf(out.thread)));
+    return sendJsonText(reply, out.created ? 201 : 200, JSON.stringify(threadOf(out)));
   });
 
   app.get('/threads/:thread_id', {

@@ -4,6 +4,7 @@
  * search's filter. Identifiers are bounded so that every key fits PostgreSQL's index entries.
  */
 import { z } from 'zod';
+import { StepId, Text255 } from './common.js';
 import {
   checkpointTupleExample, checkpointTuplePageExample, deltaHistoryExample, EXAMPLE_CHANNEL, EXAMPLE_TASK_ID,
   EXAMPLE_THREAD_CHECKPOINT_ID, EXAMPLE_THREAD_ID, threadCheckpointExample, threadCheckpointRefExample, threadExample,
@@ -14,13 +15,13 @@ const INT32_MAX = 2_147_483_647;
 /** Most items in one request's arrays (values, writes, versions); the body limit bounds their bytes. */
 const MAX_ITEMS = 10_000;
 
-export const ThreadId = z.string().min(1).max(255);
+const ThreadId = Text255;
 /** A checkpoint namespace: `""` is the root graph's; a subgraph's are LangGraph's `node:task|…` paths. */
-export const Namespace = z.string().max(255);
-export const CheckpointId = z.string().min(1).max(128);
-export const TaskId = z.string().min(1).max(128);
-/** A channel: a key of the graph's state. `__proto__` is refused: as a JSON key it would be the prototype. */
-export const Channel = z.string().min(1).max(255).refine((s) => s !== '__proto__', 'must not be __proto__');
+const Namespace = z.string().max(255);
+const CheckpointId = z.string().min(1).max(128);
+const TaskId = z.string().min(1).max(128);
+/** A channel: a key of the graph's state, under the rule of any key a client names (a step id's: no `__proto__`). */
+const Channel = StepId;
 const ValueType = z.string().min(1).max(64)
   .meta({ description: 'The serializer\'s type of the bytes (`json`, `bytes`, …); `empty` only in channel_values.' });
 const Version = z.union([z.string().min(1).max(128), z.number()])
@@ -49,8 +50,6 @@ const ChannelValueInput = z
   .refine((v) => (v.type === 'empty') === (v.data === undefined),
     { path: ['data'], message: 'required unless type is empty, and absent when it is' });
 
-const versionText = (v: string | number) => String(v);
-
 export const ThreadCheckpointInput = z
   .strictObject({
     parent_checkpoint_id: CheckpointId.nullable().default(null)
@@ -71,7 +70,7 @@ export const ThreadCheckpointInput = z
       const named = b.channel_versions[cv.channel];
       if (seen.has(cv.channel)) {
         ctx.addIssue({ code: 'custom', path: ['channel_values', i, 'channel'], message: 'given twice' });
-      } else if (named === undefined || versionText(named) !== versionText(cv.version)) {
+      } else if (named === undefined || String(named) !== String(cv.version)) {
         ctx.addIssue({ code: 'custom', path: ['channel_values', i, 'version'],
           message: `must be the version channel_versions names for ${cv.channel}` });
       }
@@ -104,7 +103,7 @@ export const ThreadSearchInput = z
     checkpoint_ns: Optional(Namespace, 'Only this namespace (absent or null: every namespace; `""` is the root graph\'s).'),
     checkpoint_id: Optional(CheckpointId, 'Only the checkpoint with this id.'),
     before: Optional(CheckpointId, 'Only checkpoints whose id is less than this one (code point order), in any thread.'),
-    filter: Optional(z.record(z.string().refine((s) => s !== '__proto__', 'must not be __proto__'), z.unknown()),
+    filter: Optional(z.record(z.string(), z.unknown()),
       'Only checkpoints whose JSON metadata contains this object (PostgreSQL\'s jsonb `@>`: each member equal); ' +
       '`{}` filters nothing.'),
     limit: z.int().min(1).max(1000).default(100)
