@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { Sql, TxSql } from '../db/client.js';
 import type { ThreadCheckpointInput, ThreadSettingsInput, ThreadWritesInput } from '../schemas/threads.js';
-import { type Tenant, tenantIs } from './conditions.js';
+import { deleteInBatches, type Tenant, tenantIs } from './conditions.js';
 import type { ThreadRow } from './thread-tuples.js';
 
 type Db = Sql | TxSql;
@@ -216,17 +216,8 @@ const expired = (db: Db, tenant: Tenant) => db`
   ttl_seconds IS NOT NULL AND updated_at < now() - ttl_seconds * interval '1 second' ${tenantIs(db, tenant)}`;
 
 /** Deletes the threads whose TTL passed, in small batches: each deletes a thread's rows in every table. */
-export async function purgeExpiredThreads(sql: Sql, tenant: Tenant, batchSize = 25): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    const rows = await sql`
-      DELETE FROM threads WHERE id IN (
-        SELECT id FROM threads WHERE ${expired(sql, tenant)} LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
-      RETURNING id`;
-    deleted += rows.length;
-    if (rows.length < batchSize) return deleted;
-  }
-}
+export const purgeExpiredThreads = (sql: Sql, tenant: Tenant, batchSize = 25): Promise<number> =>
+  deleteInBatches(sql, 'threads', () => expired(sql, tenant), batchSize);
 
 export async function countExpiredThreads(db: Db, tenant: Tenant): Promise<number> {
   const [r] = await db<{ n: number }[]>`SELECT count(*)::int AS n FROM threads WHERE ${expired(db, tenant)}`;

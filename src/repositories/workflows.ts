@@ -1,7 +1,7 @@
 import { type Sql, transaction, type TxSql } from '../db/client.js';
 import { nowTimestamp } from '../schemas/common.js';
 import type { State, StepStateInput, WorkflowPatch, WorkflowStateInput } from '../schemas/workflows.js';
-import { type Tenancy, type Tenant, tenantIs, type WriteCondition } from './conditions.js';
+import { deleteInBatches, type Tenancy, type Tenant, tenantIs, type WriteCondition } from './conditions.js';
 import { type Page, pageOf, type RawRow, rawText } from './pages.js';
 import { stateDocument, stateOf, stepOf } from './render.js';
 
@@ -277,17 +277,8 @@ export async function purgeWorkflowStates(
   statuses: string[],
   batchSize = 500,
 ): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    const rows = await sql`
-      DELETE FROM workflow_states WHERE id IN (
-        SELECT id FROM workflow_states
-        WHERE updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[]) ${tenantIs(sql, tenant)}
-        LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
-      RETURNING id`;
-    deleted += rows.length;
-    if (rows.length < batchSize) return deleted;
-  }
+  return deleteInBatches(sql, 'workflow_states', () => sql`
+    updated_at < ${olderThan}::timestamptz AND status = ANY(${statuses}::text[]) ${tenantIs(sql, tenant)}`, batchSize);
 }
 
 export async function countPurgeable(sql: Db, tenant: Tenant, olderThan: string, statuses: string[]): Promise<number> {
